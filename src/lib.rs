@@ -4,4 +4,5 @@
 //! - [`protocol`]: the wire format (`SC_CALLBACK_REG`, `SC_REPLY`, `SC_EVENT`), pure functions.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod event_json;
 pub mod protocol;

@@ -1,0 +1,152 @@
+//! The JSON form of an event, used by the publish API and by `crnp subscribe --json`.
+//!
+//! `{"class","subclass","vendor","publisher","nvpairs":[{"name","value"}]}`, where `value` is a
+//! string for a scalar pair or an array of strings for an array pair. `vendor` and `publisher`
+//! default to `SUNW` and `rgm`, the values every cluster event carries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Event, NvPair};
+
+/// Vendor of cluster events when a publisher does not name one.
+pub const DEFAULT_VENDOR: &str = "SUNW";
+/// Publisher of cluster events when a publisher does not name one.
+pub const DEFAULT_PUBLISHER: &str = "rgm";
+
+/// An event as JSON carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonEvent {
+    /// `CLASS`.
+    pub class: String,
+    /// `SUBCLASS`.
+    pub subclass: String,
+    /// `VENDOR`; defaults to [`DEFAULT_VENDOR`].
+    #[serde(default = "default_vendor")]
+    pub vendor: String,
+    /// `PUBLISHER`; defaults to [`DEFAULT_PUBLISHER`].
+    #[serde(default = "default_publisher")]
+    pub publisher: String,
+    /// The pairs, in order.
+    #[serde(default)]
+    pub nvpairs: Vec<JsonNvPair>,
+}
+
+/// One pair as JSON carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonNvPair {
+    /// `NAME`.
+    pub name: String,
+    /// One `VALUE` or several.
+    pub value: JsonValue,
+}
+
+/// A scalar value or a string array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JsonValue {
+    /// One `VALUE`.
+    Scalar(String),
+    /// Several `VALUE`s, in order.
+    Array(Vec<String>),
+}
+
+/// A publish body: one event or a batch, published in array order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum JsonBody {
+    /// One event.
+    One(JsonEvent),
+    /// A batch.
+    Many(Vec<JsonEvent>),
+}
+
+impl JsonBody {
+    /// The events of the body, in publish order.
+    pub fn into_events(self) -> Vec<Event> {
+        match self {
+            JsonBody::One(event) => vec![event.into()],
+            JsonBody::Many(events) => events.into_iter().map(Event::from).collect(),
+        }
+    }
+}
+
+fn default_vendor() -> String {
+    DEFAULT_VENDOR.to_owned()
+}
+
+fn default_publisher() -> String {
+    DEFAULT_PUBLISHER.to_owned()
+}
+
+impl From<JsonEvent> for Event {
+    fn from(json: JsonEvent) -> Self {
+        Event {
+            class: json.class,
+            subclass: json.subclass,
+            vendor: json.vendor,
+            publisher: json.publisher,
+            nvpairs: json
+                .nvpairs
+                .into_iter()
+                .map(|pair| NvPair {
+                    name: pair.name,
+                    values: match pair.value {
+                        JsonValue::Scalar(value) => vec![value],
+                        JsonValue::Array(values) => values,
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Event> for JsonEvent {
+    fn from(event: &Event) -> Self {
+        JsonEvent {
+            class: event.class.clone(),
+            subclass: event.subclass.clone(),
+            vendor: event.vendor.clone(),
+            publisher: event.publisher.clone(),
+            nvpairs: event
+                .nvpairs
+                .iter()
+                .map(|pair| JsonNvPair {
+                    name: pair.name.clone(),
+                    value: match pair.values.as_slice() {
+                        [one] => JsonValue::Scalar(one.clone()),
+                        many => JsonValue::Array(many.to_vec()),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalar_and_array_values_round_trip_through_event() {
+        let body = r#"{"class":"EC_Cluster","subclass":"ESC_cluster_r_state",
+            "nvpairs":[{"name":"r_name","value":"d1"},{"name":"node_list","value":["a","b"]}]}"#;
+        let parsed: JsonBody = serde_json::from_str(body).expect("valid body");
+        let events = parsed.into_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].vendor, "SUNW");
+        assert_eq!(events[0].nvpairs[1].values, vec!["a", "b"]);
+        let back = JsonEvent::from(&events[0]);
+        assert_eq!(back.nvpairs[0].value, JsonValue::Scalar("d1".into()));
+        assert_eq!(Event::from(back), events[0]);
+    }
+
+    #[test]
+    fn a_batch_keeps_its_order_and_unknown_fields_are_refused() {
+        let batch = r#"[{"class":"A","subclass":"1"},{"class":"B","subclass":"2"}]"#;
+        let events = serde_json::from_str::<JsonBody>(batch).expect("valid").into_events();
+        assert_eq!(events.iter().map(|e| e.class.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        assert!(serde_json::from_str::<JsonBody>(r#"{"class":"A","subclass":"1","x":1}"#).is_err());
+    }
+}
