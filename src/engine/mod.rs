@@ -8,7 +8,7 @@ mod outbound;
 mod registration;
 mod shard;
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -89,7 +89,7 @@ impl CoreDispatcher {
 
 /// The core that owns `id`: a fixed hash, so a client's changes always reach the same core.
 fn owner(id: ClientId, cores: usize) -> usize {
-    let mut hasher = hashbrown::DefaultHashBuilder::default().build_hasher();
+    let mut hasher = std::hash::DefaultHasher::new();
     id.hash(&mut hasher);
     (hasher.finish() % cores as u64) as usize
 }
