@@ -37,9 +37,22 @@ pub enum StartError {
 /// Installs the Prometheus recorder; returns the handle `/metrics` renders.
 pub fn install_metrics() -> Result<PrometheusHandle, StartError> {
     PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(telemetry::DELIVERY_LATENCY.into()), telemetry::LATENCY_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(telemetry::COMMIT_SECONDS.into()), telemetry::LATENCY_BUCKETS))
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(telemetry::COMMIT_BATCH.into()), telemetry::BATCH_BUCKETS))
+        .set_buckets_for_metric(
+            Matcher::Full(telemetry::DELIVERY_LATENCY.into()),
+            telemetry::LATENCY_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(telemetry::COMMIT_SECONDS.into()),
+                telemetry::LATENCY_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(telemetry::COMMIT_BATCH.into()),
+                telemetry::BATCH_BUCKETS,
+            )
+        })
         .and_then(|b| b.install_recorder())
         .map_err(|e| StartError::Runtime(format!("metrics: {e}")))
 }
@@ -64,16 +77,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
 async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), StartError> {
     let http = tokio::net::TcpListener::bind(config.http)
         .await
-        .map_err(|source| StartError::Bind { addr: config.http, source })?;
-    let http_addr = http.local_addr().map_err(|source| StartError::Bind { addr: config.http, source })?;
-    let state = ControlState::new(prometheus, config.admin_token.clone(), config.max_message_bytes.max(1 << 20));
+        .map_err(|source| StartError::Bind {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = http.local_addr().map_err(|source| StartError::Bind {
+        addr: config.http,
+        source,
+    })?;
+    let state = ControlState::new(
+        prometheus,
+        config.admin_token.clone(),
+        config.max_message_bytes.max(1 << 20),
+    );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = control::router(state.clone());
     let http_task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = http_stopped.await;
         };
-        if let Err(error) = axum::serve(http, router).with_graceful_shutdown(shutdown).await {
+        if let Err(error) = axum::serve(http, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(%error, "control plane stopped");
         }
     });
@@ -85,10 +111,16 @@ async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), Start
             return Ok(());
         }
     };
-    let (listeners, listen) = engine::bind(&config).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let (listeners, listen) = engine::bind(&config).map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let channels = CoreChannels::new(config.cores);
     let dispatcher = channels.dispatcher();
-    let limits = ServiceLimits { max_clients: config.max_clients, max_commit_batch: config.max_commit_batch };
+    let limits = ServiceLimits {
+        max_clients: config.max_clients,
+        max_commit_batch: config.max_commit_batch,
+    };
     let (registry, registry_thread) = service::start(store, limits, dispatcher.clone())?;
     let engine = Engine::start(&config, listeners, listen, channels, &registry)
         .map_err(|e| StartError::Runtime(format!("cores: {e}")))?;

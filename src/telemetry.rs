@@ -42,10 +42,14 @@ pub const COMMIT_BATCH: &str = "crnp_registry_commit_batch_size";
 pub const COMMIT_SECONDS: &str = "crnp_registry_commit_seconds";
 
 /// Histogram buckets for latencies in seconds: 100 µs to 60 s.
-pub const LATENCY_BUCKETS: &[f64] =
-    &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
+];
 /// Histogram buckets for commit batch sizes.
-pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
 
 /// Counts one registration outcome; `form` is `unknown` when the message did not parse that far.
 pub fn registration(form: &'static str, status: &'static str) {

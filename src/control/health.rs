@@ -28,5 +28,8 @@ fn readiness(state: &ControlState) -> (StatusCode, &'static str) {
 /// The Prometheus text exposition.
 pub(super) async fn metrics(State(state): State<ControlState>) -> impl IntoResponse {
     telemetry::sample_open_fds();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.inner.prometheus.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.inner.prometheus.render(),
+    )
 }

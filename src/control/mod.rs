@@ -39,7 +39,11 @@ struct Serving {
 
 impl ControlState {
     /// A control plane that answers health and metrics now, and the rest once [`Self::activate`] is called.
-    pub fn new(prometheus: PrometheusHandle, admin_token: Option<String>, max_body_bytes: usize) -> Self {
+    pub fn new(
+        prometheus: PrometheusHandle,
+        admin_token: Option<String>,
+        max_body_bytes: usize,
+    ) -> Self {
         ControlState {
             inner: Arc::new(Inner {
                 serving: OnceLock::new(),
@@ -63,7 +67,11 @@ impl ControlState {
     }
 
     fn serving(&self) -> Option<&Serving> {
-        self.inner.active.load(Ordering::Acquire).then(|| self.inner.serving.get()).flatten()
+        self.inner
+            .active
+            .load(Ordering::Acquire)
+            .then(|| self.inner.serving.get())
+            .flatten()
     }
 }
 
@@ -76,7 +84,10 @@ pub fn router(state: ControlState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/events", post(publish::publish))
         .route("/v1/clients", get(admin::list))
-        .route("/v1/clients/{client}", get(admin::show).delete(admin::delete))
+        .route(
+            "/v1/clients/{client}",
+            get(admin::show).delete(admin::delete),
+        )
         .layer(body_limit)
         .with_state(state)
 }

@@ -21,7 +21,10 @@ use crate::delivery::RetryPolicy;
 use crate::protocol::Limits;
 use crate::registry::service::{Dispatcher, RegistryHandle};
 use crate::registry::{Change, ClientId};
-use core::{CoreSettings, SharedEvent};
+use core::CoreSettings;
+
+/// An event as the cores share it: one serialization, referenced by every queue.
+pub type SharedEvent = std::sync::Arc<crate::registry::PublishedEvent>;
 
 /// A message to one core.
 #[derive(Debug)]
@@ -63,7 +66,9 @@ impl CoreChannels {
 
     /// The dispatcher the registry service sends its changes through.
     pub fn dispatcher(&self) -> CoreDispatcher {
-        CoreDispatcher { cores: self.senders.clone() }
+        CoreDispatcher {
+            cores: self.senders.clone(),
+        }
     }
 }
 
@@ -142,21 +147,33 @@ impl Engine {
             },
             client_timeout: config.client_timeout,
             source: config.source_addr,
-            limits: Limits { max_message_bytes: config.max_message_bytes, ..Limits::default() },
+            limits: Limits {
+                max_message_bytes: config.max_message_bytes,
+                ..Limits::default()
+            },
             max_connections: config.max_connections,
         };
         let access = AccessPolicy::new(config.allow_hosts.clone(), config.deny_hosts.clone());
         let mut threads = Vec::with_capacity(config.cores);
-        for (index, (listener, inbox)) in listeners.into_iter().zip(channels.receivers).enumerate() {
+        for (index, (listener, inbox)) in listeners.into_iter().zip(channels.receivers).enumerate()
+        {
             let (settings, registry, access) = (settings.clone(), registry.clone(), access.clone());
-            let thread = std::thread::Builder::new().name(format!("crnp-core-{index}")).spawn(move || {
-                if let Err(error) = core::run(index, settings, registry, access, listener, inbox) {
-                    tracing::error!(core = index, %error, "core stopped with an error");
-                }
-            })?;
+            let thread = std::thread::Builder::new()
+                .name(format!("crnp-core-{index}"))
+                .spawn(move || {
+                    if let Err(error) =
+                        core::run(index, settings, registry, access, listener, inbox)
+                    {
+                        tracing::error!(core = index, %error, "core stopped with an error");
+                    }
+                })?;
             threads.push(thread);
         }
-        Ok(Engine { cores: channels.senders, threads, listen })
+        Ok(Engine {
+            cores: channels.senders,
+            threads,
+            listen,
+        })
     }
 
     /// Stops accepting, lets in-flight work finish until `deadline`, and joins the threads.
