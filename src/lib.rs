@@ -10,9 +10,11 @@
 //! - [`control`]: the HTTP control plane: publish, admin, health, metrics.
 //! - [`config`], [`server`], [`store_cli`]: configuration, start-up and shutdown, store commands.
 //! - [`event_json`], [`telemetry`]: the JSON event form; metric names and recording.
+//! - [`client`]: the client side (register, callback listener, HTTP API) used by tools and tests.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod acl;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod delivery;

@@ -5,8 +5,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use super::ControlState;
 
 /// Refuses the call unless it carries the configured token (when one is configured).
-pub(super) fn require_token(state: &ControlState, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-    let Some(expected) = state.inner.admin_token.as_deref() else { return Ok(()) };
+pub(super) fn require_token(
+    state: &ControlState,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, String)> {
+    let Some(expected) = state.inner.admin_token.as_deref() else {
+        return Ok(());
+    };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -14,7 +19,10 @@ pub(super) fn require_token(state: &ControlState, headers: &HeaderMap) -> Result
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
         Some(_) => Err((StatusCode::FORBIDDEN, "wrong admin token\n".into())),
-        None => Err((StatusCode::UNAUTHORIZED, "this call needs 'Authorization: Bearer <admin token>'\n".into())),
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            "this call needs 'Authorization: Bearer <admin token>'\n".into(),
+        )),
     }
 }
 

@@ -21,7 +21,10 @@ use crate::delivery::RetryPolicy;
 use crate::protocol::Limits;
 use crate::registry::service::{Dispatcher, RegistryHandle};
 use crate::registry::{Change, ClientId};
-use core::{CoreSettings, SharedEvent};
+use core::CoreSettings;
+
+/// An event as the cores share it: one serialization, referenced by every queue.
+pub type SharedEvent = std::sync::Arc<crate::registry::PublishedEvent>;
 
 /// A message to one core.
 #[derive(Debug)]

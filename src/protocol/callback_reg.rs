@@ -127,7 +127,12 @@ impl EventType {
     }
 
     fn xml_len(&self) -> usize {
-        "<SC_EVENT_REG></SC_EVENT_REG>".len()
+        let tags = if self.nvpairs.is_empty() {
+            "<SC_EVENT_REG/>"
+        } else {
+            "<SC_EVENT_REG></SC_EVENT_REG>"
+        };
+        tags.len()
             + write::attribute_overhead("CLASS")
             + self.class.len()
             + self
@@ -218,8 +223,13 @@ impl CallbackReg {
             _ => &self.events[..],
         };
         let port = self.port.to_string();
+        let tags = if events.is_empty() {
+            "<SC_CALLBACK_REG/>"
+        } else {
+            "<SC_CALLBACK_REG></SC_CALLBACK_REG>"
+        };
         let capacity = write::DECLARATION.len()
-            + "<SC_CALLBACK_REG></SC_CALLBACK_REG>".len()
+            + tags.len()
             + write::attribute_overhead("VERSION")
             + VERSION.len()
             + write::attribute_overhead("PORT")

@@ -53,8 +53,13 @@ impl Event {
             ("VENDOR", self.vendor.as_str()),
             ("PUBLISHER", self.publisher.as_str()),
         ];
+        let tags = if self.nvpairs.is_empty() {
+            "<SC_EVENT/>"
+        } else {
+            "<SC_EVENT></SC_EVENT>"
+        };
         let capacity = write::DECLARATION.len()
-            + "<SC_EVENT></SC_EVENT>".len()
+            + tags.len()
             + attributes
                 .iter()
                 .map(|(n, v)| write::attribute_overhead(n) + v.len())

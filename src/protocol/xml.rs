@@ -497,8 +497,16 @@ impl<'a> Reader<'a> {
     }
 
     /// Classifies a quick-xml error: running out of input, or a real syntax error.
+    ///
+    /// quick-xml reports an unterminated construct as a syntax error after consuming the rest
+    /// of the input, except for a lone `<` or `<!` at the very end, which it does not consume.
+    /// (A malformed construct that happens to end exactly at the end of the input, like
+    /// `<!-x>`, is therefore taken for a truncated one; more input exposes it.)
     fn quick_xml_fault(&self, error: QuickXmlError) -> Fault {
-        let at_end = self.inner.buffer_position() as usize >= self.input.len();
+        let consumed_all = self.inner.buffer_position() as usize >= self.input.len();
+        let error_start = self.inner.error_position() as usize;
+        let lone_opener = self.input.len().saturating_sub(error_start) <= "<!".len();
+        let at_end = consumed_all || lone_opener;
         let truncated = matches!(
             error,
             QuickXmlError::Syntax(_) | QuickXmlError::IllFormed(IllFormedError::UnclosedReference)

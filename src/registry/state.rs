@@ -59,8 +59,15 @@ pub struct Dirty {
 
 impl Registry {
     /// A registry holding what the store held.
-    pub fn restore(clients: Vec<ClientRecord>, latest: Vec<Arc<PublishedEvent>>, next_seq: u64) -> Self {
-        let mut registry = Registry { next_seq, ..Registry::default() };
+    pub fn restore(
+        clients: Vec<ClientRecord>,
+        latest: Vec<Arc<PublishedEvent>>,
+        next_seq: u64,
+    ) -> Self {
+        let mut registry = Registry {
+            next_seq,
+            ..Registry::default()
+        };
         for mut record in clients {
             record.generation = registry.generation();
             registry.clients.insert(record.id, record);
@@ -93,7 +100,13 @@ impl Registry {
     }
 
     /// Applies one registration message from `ip`, as the spec's state machine says.
-    pub fn register(&mut self, ip: IpAddr, reg: &CallbackReg, max_clients: usize, now_ms: u64) -> Result<Change, Refusal> {
+    pub fn register(
+        &mut self,
+        ip: IpAddr,
+        reg: &CallbackReg,
+        max_clients: usize,
+        now_ms: u64,
+    ) -> Result<Change, Refusal> {
         let id = ClientId { ip, port: reg.port };
         let types = canonical_types(&reg.events);
         match reg.reg_type {
@@ -101,16 +114,26 @@ impl Registry {
                 if !self.clients.contains_key(&id) && self.clients.len() >= max_clients {
                     return Err(Refusal {
                         status: StatusCode::LowResource,
-                        message: format!("client table full ({max_clients} clients); try again later"),
+                        message: format!(
+                            "client table full ({max_clients} clients); try again later"
+                        ),
                     });
                 }
                 let replay = self.latest_for(&types);
-                let record = ClientRecord { id, types, registered_at_ms: now_ms, generation: self.generation() };
+                let record = ClientRecord {
+                    id,
+                    types,
+                    registered_at_ms: now_ms,
+                    generation: self.generation(),
+                };
                 Ok(self.upsert(record, replay))
             }
             RegType::AddEvents => {
                 let mut record = self.registered(id)?;
-                let added: Vec<EventType> = types.into_iter().filter(|t| !record.types.contains(t)).collect();
+                let added: Vec<EventType> = types
+                    .into_iter()
+                    .filter(|t| !record.types.contains(t))
+                    .collect();
                 let replay = self.latest_for(&added);
                 record.types.extend(added);
                 Ok(self.upsert(record, replay))
@@ -136,7 +159,10 @@ impl Registry {
 
     /// Removes `id` if its registration is still `generation` (a newer one is left alone).
     pub fn remove_if_current(&mut self, id: ClientId, generation: u64) -> bool {
-        let current = self.clients.get(&id).is_some_and(|r| r.generation == generation);
+        let current = self
+            .clients
+            .get(&id)
+            .is_some_and(|r| r.generation == generation);
         if current {
             self.remove_client(id);
         }
@@ -145,7 +171,9 @@ impl Registry {
 
     /// Removes `id` whatever its generation; `None` if it was not registered.
     pub fn remove(&mut self, id: ClientId) -> Option<Change> {
-        self.clients.contains_key(&id).then(|| self.remove_client(id))
+        self.clients
+            .contains_key(&id)
+            .then(|| self.remove_client(id))
     }
 
     /// Sequences an event, records it as the latest of its type, and returns the shared form.
@@ -160,7 +188,8 @@ impl Registry {
         });
         self.next_seq += 1;
         self.dirty_latest.insert(published.state_key.clone());
-        self.latest.insert(published.state_key.clone(), Arc::clone(&published));
+        self.latest
+            .insert(published.state_key.clone(), Arc::clone(&published));
         published
     }
 
@@ -178,9 +207,21 @@ impl Registry {
 
     /// The writes accumulated since the last call.
     pub fn take_dirty(&mut self) -> Dirty {
-        let clients = self.dirty_clients.drain().map(|id| (id, self.clients.get(&id).cloned())).collect();
-        let latest = self.dirty_latest.drain().filter_map(|key| self.latest.get(&key).cloned()).collect();
-        Dirty { clients, latest, next_seq: self.next_seq }
+        let clients = self
+            .dirty_clients
+            .drain()
+            .map(|id| (id, self.clients.get(&id).cloned()))
+            .collect();
+        let latest = self
+            .dirty_latest
+            .drain()
+            .filter_map(|key| self.latest.get(&key).cloned())
+            .collect();
+        Dirty {
+            clients,
+            latest,
+            next_seq: self.next_seq,
+        }
     }
 
     fn upsert(&mut self, record: ClientRecord, replay: Vec<Arc<PublishedEvent>>) -> Change {
@@ -209,7 +250,11 @@ mod tests {
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
     fn reg(reg_type: RegType, events: Vec<EventType>) -> CallbackReg {
-        CallbackReg { port: 7000, reg_type, events }
+        CallbackReg {
+            port: 7000,
+            reg_type,
+            events,
+        }
     }
 
     fn r_state(name: &str) -> EventType {
@@ -226,15 +271,24 @@ mod tests {
             subclass: "ESC_cluster_r_state".into(),
             vendor: "SUNW".into(),
             publisher: "rgm".into(),
-            nvpairs: vec![NvPair::scalar("r_name", name), NvPair::scalar("state_list", state)],
+            nvpairs: vec![
+                NvPair::scalar("r_name", name),
+                NvPair::scalar("state_list", state),
+            ],
         }
     }
 
     #[test]
     fn forms_other_than_add_client_need_a_registration() {
         let mut registry = Registry::default();
-        for form in [RegType::AddEvents, RegType::RemoveEvents, RegType::RemoveClient] {
-            let refusal = registry.register(IP, &reg(form, vec![]), 10, 0).expect_err("unregistered");
+        for form in [
+            RegType::AddEvents,
+            RegType::RemoveEvents,
+            RegType::RemoveClient,
+        ] {
+            let refusal = registry
+                .register(IP, &reg(form, vec![]), 10, 0)
+                .expect_err("unregistered");
             assert_eq!(refusal.status, StatusCode::Fail);
         }
     }
@@ -245,38 +299,60 @@ mod tests {
         let now = Instant::now();
         registry.publish(r_event("a", "OFFLINE"), now);
         let online = registry.publish(r_event("a", "ONLINE"), now);
-        registry.register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 10, 0).expect("ok");
-        let Ok(Change::Upsert { replay, record }) =
-            registry.register(IP, &reg(RegType::AddEvents, vec![r_state("a"), r_state("b")]), 10, 0)
-        else {
+        registry
+            .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 10, 0)
+            .expect("ok");
+        let Ok(Change::Upsert { replay, record }) = registry.register(
+            IP,
+            &reg(RegType::AddEvents, vec![r_state("a"), r_state("b")]),
+            10,
+            0,
+        ) else {
             panic!("add events applies");
         };
-        assert!(replay.is_empty(), "type a was held already; b has no event yet");
+        assert!(
+            replay.is_empty(),
+            "type a was held already; b has no event yet"
+        );
         assert_eq!(record.types.len(), 2);
-        let Ok(Change::Upsert { replay, .. }) = registry.register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 10, 0)
+        let Ok(Change::Upsert { replay, .. }) =
+            registry.register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 10, 0)
         else {
             panic!("replacement applies");
         };
-        assert_eq!(replay.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![online.seq]);
+        assert_eq!(
+            replay.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![online.seq]
+        );
     }
 
     #[test]
     fn table_full_refuses_new_clients_but_not_replacements() {
         let mut registry = Registry::default();
-        registry.register(IP, &reg(RegType::AddClient, vec![]), 1, 0).expect("first");
-        registry.register(IP, &reg(RegType::AddClient, vec![]), 1, 0).expect("replacement");
+        registry
+            .register(IP, &reg(RegType::AddClient, vec![]), 1, 0)
+            .expect("first");
+        registry
+            .register(IP, &reg(RegType::AddClient, vec![]), 1, 0)
+            .expect("replacement");
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
-        let refusal = registry.register(other, &reg(RegType::AddClient, vec![]), 1, 0).expect_err("full");
+        let refusal = registry
+            .register(other, &reg(RegType::AddClient, vec![]), 1, 0)
+            .expect_err("full");
         assert_eq!(refusal.status, StatusCode::LowResource);
     }
 
     #[test]
     fn stale_removal_leaves_a_newer_registration() {
         let mut registry = Registry::default();
-        let Ok(Change::Upsert { record: old, .. }) = registry.register(IP, &reg(RegType::AddClient, vec![]), 9, 0) else {
+        let Ok(Change::Upsert { record: old, .. }) =
+            registry.register(IP, &reg(RegType::AddClient, vec![]), 9, 0)
+        else {
             panic!("registers");
         };
-        registry.register(IP, &reg(RegType::AddClient, vec![]), 9, 0).expect("re-register");
+        registry
+            .register(IP, &reg(RegType::AddClient, vec![]), 9, 0)
+            .expect("re-register");
         assert!(!registry.remove_if_current(old.id, old.generation));
         assert_eq!(registry.client_count(), 1);
     }
@@ -284,8 +360,12 @@ mod tests {
     #[test]
     fn dirty_set_names_every_write_once() {
         let mut registry = Registry::default();
-        registry.register(IP, &reg(RegType::AddClient, vec![]), 9, 0).expect("ok");
-        registry.register(IP, &reg(RegType::RemoveClient, vec![]), 9, 0).expect("ok");
+        registry
+            .register(IP, &reg(RegType::AddClient, vec![]), 9, 0)
+            .expect("ok");
+        registry
+            .register(IP, &reg(RegType::RemoveClient, vec![]), 9, 0)
+            .expect("ok");
         registry.publish(r_event("a", "ONLINE"), Instant::now());
         let dirty = registry.take_dirty();
         assert_eq!(dirty.clients.len(), 1);

@@ -42,7 +42,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The file is not a healthy redb database.
-    #[error("{path}: the store is corrupt or unreadable ({cause}); restore it from a backup or move it aside")]
+    #[error(
+        "{path}: the store is corrupt or unreadable ({cause}); restore it from a backup or move it aside"
+    )]
     Corrupt {
         /// The store file.
         path: PathBuf,
@@ -85,21 +87,40 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`, checking its integrity.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::Directory { path: data_dir.to_owned(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Directory {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let path = data_dir.join(STORE_FILE);
         check_access(data_dir, &path)?;
         let opened = std::panic::catch_unwind(|| {
-            Database::builder().set_check_integrity_on_open(true).create(&path)
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .create(&path)
         });
         let db = match opened {
             Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => return Err(StoreError::Locked { path }),
-            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
-                return Err(StoreError::Io { path, cause: source.to_string() });
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::Locked { path });
             }
-            Ok(Err(e)) => return Err(StoreError::Corrupt { path, cause: e.to_string() }),
-            Err(_) => return Err(StoreError::Corrupt { path, cause: "redb could not read the file".into() }),
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
+                return Err(StoreError::Io {
+                    path,
+                    cause: source.to_string(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    cause: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    cause: "redb could not read the file".into(),
+                });
+            }
         };
         let store = Store { db, path };
         store.create_tables()?;
@@ -126,7 +147,10 @@ impl Store {
         let mut clients = Vec::new();
         for row in clients_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
-            let id: ClientId = key.value().parse().map_err(|_| self.corrupt(format!("bad client key {:?}", key.value())))?;
+            let id: ClientId = key
+                .value()
+                .parse()
+                .map_err(|_| self.corrupt(format!("bad client key {:?}", key.value())))?;
             let stored: StoredClient = serde_json::from_slice(value.value())
                 .map_err(|e| self.corrupt(format!("client {id}: {e}")))?;
             clients.push(ClientRecord {
@@ -139,7 +163,10 @@ impl Store {
         let latest_table = txn.open_table(LATEST).map_err(|e| self.io(e))?;
         let mut latest = Vec::new();
         let now = Instant::now();
-        let limits = Limits { max_message_bytes: usize::MAX, ..Limits::default() };
+        let limits = Limits {
+            max_message_bytes: usize::MAX,
+            ..Limits::default()
+        };
         for row in latest_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
             let (seq, xml) = value.value();
@@ -154,8 +181,15 @@ impl Store {
             }));
         }
         let meta = txn.open_table(META).map_err(|e| self.io(e))?;
-        let next_seq = meta.get(NEXT_SEQ).map_err(|e| self.io(e))?.map_or(0, |v| v.value());
-        Ok(StoreContents { clients, latest, next_seq })
+        let next_seq = meta
+            .get(NEXT_SEQ)
+            .map_err(|e| self.io(e))?
+            .map_or(0, |v| v.value());
+        Ok(StoreContents {
+            clients,
+            latest,
+            next_seq,
+        })
     }
 
     /// Writes one batch of changes in one durable transaction.
@@ -171,8 +205,11 @@ impl Store {
                             types: record.types.iter().map(Into::into).collect(),
                             registered_at_ms: record.registered_at_ms,
                         };
-                        let value = serde_json::to_vec(&stored).map_err(|e| self.corrupt(e.to_string()))?;
-                        clients.insert(key.as_str(), value.as_slice()).map_err(|e| self.io(e))?;
+                        let value =
+                            serde_json::to_vec(&stored).map_err(|e| self.corrupt(e.to_string()))?;
+                        clients
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(|e| self.io(e))?;
                     }
                     None => {
                         clients.remove(key.as_str()).map_err(|e| self.io(e))?;
@@ -186,17 +223,24 @@ impl Store {
                     .map_err(|e| self.io(e))?;
             }
             let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
-            meta.insert(NEXT_SEQ, dirty.next_seq).map_err(|e| self.io(e))?;
+            meta.insert(NEXT_SEQ, dirty.next_seq)
+                .map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))
     }
 
     fn io(&self, error: impl std::fmt::Display) -> StoreError {
-        StoreError::Io { path: self.path.clone(), cause: error.to_string() }
+        StoreError::Io {
+            path: self.path.clone(),
+            cause: error.to_string(),
+        }
     }
 
     fn corrupt(&self, cause: String) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), cause }
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            cause,
+        }
     }
 }
 
@@ -206,7 +250,9 @@ fn check_access(dir: &Path, file: &Path) -> Result<(), StoreError> {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     for path in [dir, file] {
-        let Ok(meta) = std::fs::metadata(path) else { continue };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
         let refuse = |reason: String| StoreError::Directory {
             path: path.to_owned(),
             source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason),
@@ -218,7 +264,10 @@ fn check_access(dir: &Path, file: &Path) -> Result<(), StoreError> {
             )));
         }
         if meta.mode() & 0o600 != 0o600 {
-            return Err(refuse(format!("mode {:o} does not let its owner read and write it", meta.mode() & 0o7777)));
+            return Err(refuse(format!(
+                "mode {:o} does not let its owner read and write it",
+                meta.mode() & 0o7777
+            )));
         }
     }
     Ok(())

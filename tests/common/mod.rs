@@ -61,7 +61,10 @@ impl Crnpd {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("crnpd did not become ready; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "crnpd did not become ready; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
         };
         let field = |name: &str| -> SocketAddr {
@@ -70,7 +73,14 @@ impl Crnpd {
                 .and_then(|addr| addr.parse().ok())
                 .unwrap_or_else(|| panic!("bad ready line {line:?}"))
         };
-        Crnpd { listen: field("listen="), http: field("http="), child, data_dir: data_dir.to_owned(), log, _temp: None }
+        Crnpd {
+            listen: field("listen="),
+            http: field("http="),
+            child,
+            data_dir: data_dir.to_owned(),
+            log,
+            _temp: None,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -101,7 +111,13 @@ impl Crnpd {
 
     /// Publishes JSON; returns the HTTP status and body.
     pub fn publish_json(&self, body: &str) -> (u16, String) {
-        http(self.http, "POST", "/v1/events", Some(("application/json", body.as_bytes())), None)
+        http(
+            self.http,
+            "POST",
+            "/v1/events",
+            Some(("application/json", body.as_bytes())),
+            None,
+        )
     }
 
     /// A metric's value summed over all label sets matching `labels` (e.g. `result="ok"`).
@@ -118,7 +134,11 @@ impl Crnpd {
             if check(value) {
                 return value;
             }
-            assert!(Instant::now() < deadline, "metric {name}{labels:?} stayed at {value}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "metric {name}{labels:?} stayed at {value}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -142,9 +162,18 @@ impl Drop for Crnpd {
 pub fn spawn(data_dir: &Path, log_dir: &Path, args: &[&str]) -> (Child, PathBuf) {
     let log = log_dir.join(format!("crnpd-{}.log", unique()));
     let log_file = std::fs::File::create(&log).expect("log file");
-    let defaults = [("--listen", "127.0.0.1:0"), ("--http", "127.0.0.1:0"), ("--cores", "2")];
+    let defaults = [
+        ("--listen", "127.0.0.1:0"),
+        ("--http", "127.0.0.1:0"),
+        ("--cores", "2"),
+    ];
     let child = Command::new(crnpd_bin())
-        .args(defaults.iter().filter(|(flag, _)| !args.contains(flag)).flat_map(|(flag, value)| [*flag, *value]))
+        .args(
+            defaults
+                .iter()
+                .filter(|(flag, _)| !args.contains(flag))
+                .flat_map(|(flag, value)| [*flag, *value]),
+        )
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -187,7 +216,9 @@ pub fn ip(last: u8) -> IpAddr {
 /// A TCP connection from `source` (port chosen by the kernel).
 pub fn connect_from(source: IpAddr, to: SocketAddr) -> TcpStream {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.bind(&SocketAddr::new(source, 0).into()).expect("bind source");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind source");
     socket.connect_timeout(&to.into(), WAIT).expect("connect");
     let stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -225,7 +256,9 @@ pub fn reg(form: &str, port: u16, types: &str) -> String {
 
 /// An SC_EVENT_REG for a class and optional subclass and pairs.
 pub fn event_type(class: &str, subclass: Option<&str>, pairs: &[(&str, &str)]) -> String {
-    let sub = subclass.map(|s| format!(" SUBCLASS=\"{s}\"")).unwrap_or_default();
+    let sub = subclass
+        .map(|s| format!(" SUBCLASS=\"{s}\""))
+        .unwrap_or_default();
     let pairs: String = pairs
         .iter()
         .map(|(n, v)| format!("<NVPAIR><NAME>{n}</NAME><VALUE>{v}</VALUE></NVPAIR>"))
@@ -235,12 +268,24 @@ pub fn event_type(class: &str, subclass: Option<&str>, pairs: &[(&str, &str)]) -
 
 /// A JSON event of class `class`/`subclass` with pairs.
 pub fn json_event(class: &str, subclass: &str, pairs: &[(&str, &str)]) -> String {
-    let pairs: Vec<String> = pairs.iter().map(|(n, v)| format!("{{\"name\":\"{n}\",\"value\":\"{v}\"}}")).collect();
-    format!("{{\"class\":\"{class}\",\"subclass\":\"{subclass}\",\"nvpairs\":[{}]}}", pairs.join(","))
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| format!("{{\"name\":\"{n}\",\"value\":\"{v}\"}}"))
+        .collect();
+    format!(
+        "{{\"class\":\"{class}\",\"subclass\":\"{subclass}\",\"nvpairs\":[{}]}}",
+        pairs.join(",")
+    )
 }
 
 /// A minimal HTTP/1.1 request; returns status and body.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &[u8])>, token: Option<&str>) -> (u16, String) {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    token: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect http");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -249,13 +294,20 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &[u8
     }
     let payload = body.map_or(&[][..], |(_, bytes)| bytes);
     if let Some((content_type, bytes)) = body {
-        request.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len()));
+        request.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).expect("write request");
     stream.write_all(payload).expect("write body");
     let response = read_to_end(&mut stream);
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, dechunk(body))
 }
@@ -265,8 +317,12 @@ fn dechunk(body: &str) -> String {
     let mut rest = body;
     let mut out = String::new();
     loop {
-        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_owned() };
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { return body.to_owned() };
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_owned();
+        };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_owned();
+        };
         if size == 0 {
             return out;
         }
@@ -285,7 +341,8 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;
             let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|l| label_text.contains(l))).then(|| value.parse::<f64>().ok())?
+            (metric == name && labels.iter().all(|l| label_text.contains(l)))
+                .then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }
@@ -323,7 +380,10 @@ impl Subscriber {
 
     /// The next delivery (source address and bytes), waiting at most [`WAIT`].
     pub fn next(&self) -> (SocketAddr, String) {
-        let (peer, bytes) = self.events.recv_timeout(WAIT).expect("an event arrives in time");
+        let (peer, bytes) = self
+            .events
+            .recv_timeout(WAIT)
+            .expect("an event arrives in time");
         (peer, String::from_utf8(bytes).expect("UTF-8 event"))
     }
 
@@ -340,11 +400,17 @@ impl Subscriber {
 
 /// The value of the first VALUE of pair `name` in an SC_EVENT text.
 pub fn pair_value(event: &str, name: &str) -> Option<String> {
-    let after = event.split(&format!("<NAME><![CDATA[{name}]]></NAME><VALUE><![CDATA[")).nth(1)?;
+    let after = event
+        .split(&format!("<NAME><![CDATA[{name}]]></NAME><VALUE><![CDATA["))
+        .nth(1)?;
     after.split("]]>").next().map(str::to_owned)
 }
 
 /// A port nobody listens on (bound, read, released).
 pub fn dead_port(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind(SocketAddr::new(ip, 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
