@@ -92,7 +92,7 @@ pub(super) async fn delete(
     Path(client): Path<String>,
 ) -> Response {
     if let Err(refusal) = require_token(&state, &headers) {
-        return refusal;
+        return refusal.into_response();
     }
     let Some(serving) = state.serving() else {
         return not_active();

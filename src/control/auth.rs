@@ -10,20 +10,38 @@ use axum::response::{IntoResponse, Response};
 
 use super::ControlState;
 
+/// Why a call that changes state was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// No bearer token was given: 401 with a challenge.
+    Missing,
+    /// A token was given and it is not the configured one: 403.
+    Wrong,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Missing => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"crnpd\"")],
+                "this call needs 'Authorization: Bearer <admin token>'\n",
+            )
+                .into_response(),
+            Refusal::Wrong => (StatusCode::FORBIDDEN, "wrong admin token\n").into_response(),
+        }
+    }
+}
+
 /// Refuses the call unless it carries the configured token (when one is configured).
-pub(super) fn require_token(state: &ControlState, headers: &HeaderMap) -> Result<(), Response> {
+pub(super) fn require_token(state: &ControlState, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(expected) = state.inner.admin_token.as_deref() else {
         return Ok(());
     };
     match bearer(headers) {
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err((StatusCode::FORBIDDEN, "wrong admin token\n").into_response()),
-        None => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"crnpd\"")],
-            "this call needs 'Authorization: Bearer <admin token>'\n",
-        )
-            .into_response()),
+        Some(_) => Err(Refusal::Wrong),
+        None => Err(Refusal::Missing),
     }
 }
 

@@ -23,7 +23,7 @@ pub(super) async fn publish(
     body: Bytes,
 ) -> Response {
     if let Err(refusal) = require_token(&state, &headers) {
-        return refusal;
+        return refusal.into_response();
     }
     let Some(serving) = state.serving() else {
         return (
