@@ -195,6 +195,22 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
+/// Splits a series where consecutive samples are more than two steps apart.
+fn segments(points: &[(f64, f64)], step: f64) -> Vec<&[(f64, f64)]> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for i in 1..points.len() {
+        if points[i].0 - points[i - 1].0 > 2.0 * step {
+            parts.push(&points[start..i]);
+            start = i;
+        }
+    }
+    if start < points.len() {
+        parts.push(&points[start..]);
+    }
+    parts
+}
+
 /// Scales a value for the axis by the panel's Grafana unit: seconds shown as milliseconds.
 fn scaled(unit: &str) -> (f64, &'static str) {
     match unit {
@@ -256,19 +272,29 @@ fn draw(args: &Args, panels: &[(String, String, Vec<Line>)]) -> Result<(), Box<d
                 (FONT, 14).into_font(),
             ))?;
         }
+        // As in Grafana, a series is broken where it has no samples; series that stayed at 0
+        // while others moved are drawn but kept out of the legend, so it names what moved.
+        let any_moved = lines
+            .iter()
+            .any(|l| l.points.iter().any(|&(_, v)| v != 0.0));
+        let mut legends = 0;
         for (index, line) in lines.iter().enumerate() {
             let color = Palette99::pick(index).to_rgba();
-            chart
-                .draw_series(LineSeries::new(
-                    line.points.iter().map(|&(t, v)| (t, v * factor)),
+            let moved = line.points.iter().any(|&(_, v)| v != 0.0);
+            for (n, segment) in segments(&line.points, args.step).into_iter().enumerate() {
+                let drawn = chart.draw_series(LineSeries::new(
+                    segment.iter().map(|&(t, v)| (t, v * factor)),
                     color.stroke_width(2),
-                ))?
-                .label(line.legend.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
-                });
+                ))?;
+                if n == 0 && (moved || !any_moved) {
+                    legends += 1;
+                    drawn.label(line.legend.clone()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
+                    });
+                }
+            }
         }
-        if !lines.is_empty() {
+        if legends > 0 {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperRight)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Makes docs/img/dashboard.png from a real load run: starts a release crnpd and a real
 # Prometheus (1 s scrapes, temporary storage) on loopback, drives crnpd with crnp-load in a few
-# phases (steady load, a dead subscriber that is retried then removed, an operator DELETE, a
-# burst that builds queues), then renders every panel of docs/grafana-dashboard.json from
-# Prometheus's range-query API with `cargo run --example dashboard_png`.
+# phases (steady load; dead subscribers that are retried then removed and operator DELETEs,
+# under load; a burst that builds queues), then renders every panel of
+# docs/grafana-dashboard.json from Prometheus's range-query API with the dashboard_png example.
 #
 # Needs prometheus (scripts/install-test-deps.sh). Only 127.0.0.0/8 is used; everything it
 # starts is stopped on exit. Usage: scripts/dashboard-png.sh [OUT.png]
@@ -99,21 +99,24 @@ load() {
 echo "phase 1: 200 subscribers, 600 events at 20/s (4000 deliveries/s)"
 load --subscribers 200 --events 600 --rate 20
 
-echo "phase 2: a dead subscriber (retried, then removed) and an operator DELETE"
-membership='<SC_EVENT_REG CLASS="EC_Cluster" SUBCLASS="ESC_cluster_membership"/>'
-dead_port=$(free_port)
-register "$listen" ADD_CLIENT "$dead_port" "$membership" >/dev/null
-register "$listen" ADD_CLIENT 7999 '<SC_EVENT_REG CLASS="EC_Other"/>' >/dev/null
-register "$listen" ADD_EVENTS 7998 "$membership" >/dev/null # not registered: FAIL
-http DELETE "$http_addr" /v1/clients/127.0.0.1:7999 >/dev/null
+echo "phase 2: 30 dead subscribers (retried, then removed as unreachable), 30 operator DELETEs"
+for i in $(seq 1 30); do
+    dead=$((7700 + i)) # nobody listens there (checked): every delivery is refused
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$dead") 2>/dev/null; then
+        register "$listen" ADD_CLIENT "$dead" '<SC_EVENT_REG CLASS="EC_crnp_load"/>' >/dev/null
+    fi
+    register "$listen" ADD_CLIENT $((7900 + i)) '<SC_EVENT_REG CLASS="EC_Other"/>' >/dev/null
+    register "$listen" ADD_EVENTS $((7800 + i)) '<SC_EVENT_REG CLASS="EC_Other"/>' >/dev/null # FAIL
+done
+for i in $(seq 1 30); do http DELETE "$http_addr" "/v1/clients/127.0.0.1:$((7900 + i))" >/dev/null; done
 load --subscribers 100 --events 300 --rate 20
 
-echo "phase 3: a burst, 1000 subscribers x 200 events as fast as crnpd accepts them"
-load --subscribers 1000 --events 200 --rate 0 --batch 20
+echo "phase 3: a burst, 300 subscribers x 500 events as fast as crnpd accepts them"
+load --subscribers 300 --events 500 --rate 0 --batch 20
 sleep 15
 end=$(date +%s)
 
-grep -E "deliveries|p99|missing" "$work/load.out" | head -20 || true
+grep -A1 "^subs" "$work/load.out" || true
 "$render_bin" --prometheus "127.0.0.1:$prom_port" --start "$start" --end "$end" --step 1 \
     --rate-interval 5s --out "$out" \
-    --subtitle "$(date -u +%Y-%m-%d) load run on $(nproc) cores: crnpd --release --cores 2, crnp-load phases: 200 subs x 20 ev/s; dead subscriber + DELETE; burst of 1000 subs x 200 events. Prometheus scrapes every 1 s."
+    --subtitle "$(date -u +%Y-%m-%d) load run on $(nproc) cores: crnpd --release --cores 2, crnp-load phases: 200 subs x 20 ev/s; 30 dead subscribers + 30 DELETEs, 100 subs x 20 ev/s; burst of 300 subs x 500 events. Prometheus scrapes every 1 s."
