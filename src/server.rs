@@ -134,6 +134,7 @@ async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), Start
         addr: config.listen,
         source,
     })?;
+    telemetry::register_cores(config.cores);
     let channels = CoreChannels::new(config.cores);
     let dispatcher = channels.dispatcher();
     let limits = ServiceLimits {

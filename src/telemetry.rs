@@ -115,7 +115,7 @@ pub const BATCH_BUCKETS: &[f64] = &[
 /// Gives every metric its HELP text and creates the series known up front, at 0.
 ///
 /// Call once, right after the recorder is installed. Per-core series are created by
-/// [`CoreMetrics::new`] when each core starts.
+/// [`register_cores`] once the number of cores is known.
 pub fn describe() {
     describe_counter!(
         EVENTS_PUBLISHED,
@@ -230,6 +230,14 @@ pub fn describe() {
     set_active(false);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     sample_process();
+}
+
+/// Creates every per-core series of `cores` cores at 0, before the core threads start, so
+/// a scrape right after the ready line already shows all of them.
+pub fn register_cores(cores: usize) {
+    for core in 0..cores {
+        drop(CoreMetrics::new(core));
+    }
 }
 
 /// Counts one registration outcome; `form` is [`UNKNOWN_FORM`] when the message did not parse that far.
