@@ -1,0 +1,224 @@
+//! crnpd's HTTP control API: publish events, list and remove clients, readiness.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+use super::ClientError;
+use crate::event_json::JsonEvent;
+use crate::protocol::Event;
+
+/// Largest response body accepted (a client list of 100,000 entries fits).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One registered client as `GET /v1/clients` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The callback address, `IP:PORT`.
+    pub address: String,
+    /// The registered event types, as the server renders them.
+    #[serde(default)]
+    pub event_types: Vec<serde_json::Value>,
+    /// Events waiting for delivery to this client.
+    #[serde(default)]
+    pub queued: u64,
+    /// When the client registered (RFC 3339).
+    #[serde(default)]
+    pub registered_at: String,
+    /// Outcome of the last delivery attempt: `ok`, `error: ...`, or none yet.
+    #[serde(default)]
+    pub last_delivery: Option<String>,
+}
+
+/// The body of a `202` answer to a publish.
+#[derive(Debug, Deserialize)]
+struct Published {
+    /// The global sequence number of each event, in publish order.
+    sequences: Vec<u64>,
+}
+
+/// A kept-alive HTTP/1.1 connection to crnpd's control API, for publishing many batches.
+#[derive(Debug)]
+pub struct Publisher {
+    /// The request half of the connection (the connection task runs on the runtime).
+    sender: SendRequest<Full<Bytes>>,
+    /// The HTTP API address, for error messages.
+    addr: SocketAddr,
+    /// Deadline of each request.
+    timeout: Duration,
+}
+
+impl Publisher {
+    /// Connects to the HTTP API at `addr`; `timeout` bounds the connect and each request.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
+        let connect = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            let _ = stream.set_nodelay(true);
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|source| ClientError::Http { addr, source })?;
+            tokio::spawn(conn);
+            Ok(sender)
+        };
+        let sender =
+            tokio::time::timeout(timeout, connect)
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    addr,
+                    after: timeout,
+                    doing: "connecting to the HTTP API",
+                })??;
+        Ok(Self {
+            sender,
+            addr,
+            timeout,
+        })
+    }
+
+    /// Publishes `events` as one JSON batch; returns their sequence numbers in order.
+    pub async fn publish(&mut self, events: &[Event]) -> Result<Vec<u64>, ClientError> {
+        let json: Vec<JsonEvent> = events.iter().map(JsonEvent::from).collect();
+        let body = serde_json::to_vec(&json).map_err(|e| ClientError::BadResponse {
+            addr: self.addr,
+            reason: format!("cannot encode events: {e}"),
+        })?;
+        self.publish_body("application/json", body.into()).await
+    }
+
+    /// Publishes a body as is (`application/xml` for one `SC_EVENT` document, or
+    /// `application/json`); returns the sequence numbers the server assigned.
+    pub async fn publish_body(
+        &mut self,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<Vec<u64>, ClientError> {
+        let path = Uri::from_static("/v1/events");
+        let (status, body) = self
+            .request(Method::POST, path, Some((content_type, body)))
+            .await?;
+        let body = expect_success(self.addr, status, body)?;
+        let published: Published =
+            serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+                addr: self.addr,
+                reason: format!("publish answer: {e}"),
+            })?;
+        Ok(published.sequences)
+    }
+
+    /// Sends one request and returns the status and the whole body.
+    async fn request(
+        &mut self,
+        method: Method,
+        path: Uri,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<(u16, Bytes), ClientError> {
+        let addr = self.addr;
+        let http = |source| ClientError::Http { addr, source };
+        let exchange = async {
+            self.sender.ready().await.map_err(http)?;
+            let mut request = Request::new(Full::new(Bytes::new()));
+            *request.method_mut() = method;
+            *request.uri_mut() = path;
+            if let Ok(host) = addr.to_string().parse() {
+                request.headers_mut().insert(HOST, host);
+            }
+            if let Some((content_type, bytes)) = body {
+                request.headers_mut().insert(
+                    CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(content_type),
+                );
+                *request.body_mut() = Full::new(bytes);
+            }
+            let response = self.sender.send_request(request).await.map_err(http)?;
+            let status = response.status().as_u16();
+            let collected = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ClientError::BadResponse {
+                    addr,
+                    reason: format!("reading the body: {e}"),
+                })?;
+            Ok((status, collected.to_bytes()))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr,
+                after: self.timeout,
+                doing: "waiting for an HTTP answer",
+            })?
+    }
+}
+
+/// Publishes `events` as one batch on a fresh connection; returns their sequence numbers.
+pub async fn publish(
+    http: SocketAddr,
+    events: &[Event],
+    timeout: Duration,
+) -> Result<Vec<u64>, ClientError> {
+    Publisher::connect(http, timeout)
+        .await?
+        .publish(events)
+        .await
+}
+
+/// Lists the registered clients (`GET /v1/clients`).
+pub async fn clients(http: SocketAddr, timeout: Duration) -> Result<Vec<ClientInfo>, ClientError> {
+    let mut conn = Publisher::connect(http, timeout).await?;
+    let (status, body) = conn
+        .request(Method::GET, Uri::from_static("/v1/clients"), None)
+        .await?;
+    let body = expect_success(http, status, body)?;
+    serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+        addr: http,
+        reason: format!("client list: {e}"),
+    })
+}
+
+/// Removes a registered client by its callback address (`DELETE /v1/clients/IP:PORT`).
+pub async fn delete_client(
+    http: SocketAddr,
+    client: SocketAddr,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    let encoded = client.to_string().replace('[', "%5B").replace(']', "%5D");
+    let path: Uri =
+        format!("/v1/clients/{encoded}")
+            .parse()
+            .map_err(|e| ClientError::BadResponse {
+                addr: http,
+                reason: format!("client address {client}: {e}"),
+            })?;
+    let mut conn = Publisher::connect(http, timeout).await?;
+    let (status, body) = conn.request(Method::DELETE, path, None).await?;
+    expect_success(http, status, body).map(drop)
+}
+
+/// Asks `GET /readyz`: `Ok(true)` iff the server answered 200.
+pub async fn ready(http: SocketAddr, timeout: Duration) -> Result<bool, ClientError> {
+    let mut conn = Publisher::connect(http, timeout).await?;
+    let (status, _) = conn
+        .request(Method::GET, Uri::from_static("/readyz"), None)
+        .await?;
+    Ok(status == 200)
+}
+
+/// The body of a 2xx answer, or the server's reason as an error.
+fn expect_success(addr: SocketAddr, status: u16, body: Bytes) -> Result<Bytes, ClientError> {
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        let body = String::from_utf8_lossy(&body).trim().to_owned();
+        Err(ClientError::HttpStatus { addr, status, body })
+    }
+}

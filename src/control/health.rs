@@ -1,0 +1,35 @@
+//! Liveness, readiness and the Prometheus scrape.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::ControlState;
+use crate::telemetry;
+
+/// 200 once this instance accepts registrations; 503 while it waits as a standby or stops.
+pub(super) async fn healthz(State(state): State<ControlState>) -> impl IntoResponse {
+    readiness(&state)
+}
+
+/// 200 only on the active instance (the one holding the store).
+pub(super) async fn readyz(State(state): State<ControlState>) -> impl IntoResponse {
+    readiness(&state)
+}
+
+fn readiness(state: &ControlState) -> (StatusCode, &'static str) {
+    if state.serving().is_some() {
+        (StatusCode::OK, "active\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "standby or stopping\n")
+    }
+}
+
+/// The Prometheus text exposition.
+pub(super) async fn metrics(State(state): State<ControlState>) -> impl IntoResponse {
+    telemetry::sample_open_fds();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.inner.prometheus.render(),
+    )
+}

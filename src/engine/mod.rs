@@ -1,0 +1,190 @@
+//! The data plane on io_uring (compio): one thread per core, each with its own SO_REUSEPORT
+//! listener for registrations and its own shard of clients. The only module that touches the
+//! runtime; it drives [`crate::delivery`] and moves bytes, nothing more.
+
+mod core;
+mod listener;
+mod outbound;
+mod registration;
+mod shard;
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::acl::AccessPolicy;
+use crate::config::Config;
+use crate::delivery::RetryPolicy;
+use crate::protocol::Limits;
+use crate::registry::service::{Dispatcher, RegistryHandle};
+use crate::registry::{Change, ClientId};
+use core::CoreSettings;
+
+/// An event as the cores share it: one serialization, referenced by every queue.
+pub type SharedEvent = std::sync::Arc<crate::registry::PublishedEvent>;
+
+/// A message to one core.
+#[derive(Debug)]
+pub enum CoreCommand {
+    /// A client of this core changed.
+    Change(Change),
+    /// An event to match against this core's clients.
+    Event(SharedEvent),
+    /// Report this core's clients' delivery state.
+    Snapshot(oneshot::Sender<Vec<ClientStatus>>),
+    /// Stop accepting, finish in-flight work until the deadline, exit.
+    Shutdown(Instant),
+}
+
+/// A client's delivery state, for the admin API.
+#[derive(Debug, Clone)]
+pub struct ClientStatus {
+    /// The client.
+    pub id: ClientId,
+    /// Deliveries waiting, including one in flight.
+    pub queued: usize,
+    /// `ok`, `error: CAUSE`, or `None` before the first attempt.
+    pub last_delivery: Option<String>,
+}
+
+/// The channels to the cores, before their threads start.
+#[derive(Debug)]
+pub struct CoreChannels {
+    senders: Vec<flume::Sender<CoreCommand>>,
+    receivers: Vec<flume::Receiver<CoreCommand>>,
+}
+
+impl CoreChannels {
+    /// One channel per core.
+    pub fn new(cores: usize) -> Self {
+        let (senders, receivers) = (0..cores).map(|_| flume::unbounded()).unzip();
+        CoreChannels { senders, receivers }
+    }
+
+    /// The dispatcher the registry service sends its changes through.
+    pub fn dispatcher(&self) -> CoreDispatcher {
+        CoreDispatcher {
+            cores: self.senders.clone(),
+        }
+    }
+}
+
+/// Routes registry output to cores: a client's changes to the core that owns it, events to all.
+#[derive(Debug, Clone)]
+pub struct CoreDispatcher {
+    cores: Vec<flume::Sender<CoreCommand>>,
+}
+
+impl CoreDispatcher {
+    /// Asks every core for its clients' delivery state.
+    pub async fn snapshot(&self) -> Vec<ClientStatus> {
+        let mut all = Vec::new();
+        for core in &self.cores {
+            let (reply, answer) = oneshot::channel();
+            if core.send(CoreCommand::Snapshot(reply)).is_ok() {
+                all.extend(answer.await.unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+/// The core that owns `id`: a fixed hash, so a client's changes always reach the same core.
+fn owner(id: ClientId, cores: usize) -> usize {
+    let mut hasher = std::hash::DefaultHasher::new();
+    id.hash(&mut hasher);
+    (hasher.finish() % cores as u64) as usize
+}
+
+impl Dispatcher for CoreDispatcher {
+    fn client_changed(&self, change: Change) {
+        let id = match &change {
+            Change::Upsert { record, .. } => record.id,
+            Change::Remove(id) => *id,
+        };
+        // A closed core channel only happens at shutdown, when the change no longer matters.
+        let _ = self.cores[owner(id, self.cores.len())].send(CoreCommand::Change(change));
+    }
+
+    fn event_published(&self, event: SharedEvent) {
+        for core in &self.cores {
+            let _ = core.send(CoreCommand::Event(SharedEvent::clone(&event)));
+        }
+    }
+}
+
+/// The running data plane.
+#[derive(Debug)]
+pub struct Engine {
+    cores: Vec<flume::Sender<CoreCommand>>,
+    threads: Vec<JoinHandle<()>>,
+    /// The address registrations are accepted on (the real port when 0 was asked for).
+    pub listen: SocketAddr,
+}
+
+/// Binds the listeners; done before anything else so a port conflict fails start-up early.
+pub fn bind(config: &Config) -> std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    listener::bind_all(config.listen, config.cores)
+}
+
+impl Engine {
+    /// Starts one thread per core on the bound listeners.
+    pub fn start(
+        config: &Config,
+        listeners: Vec<std::net::TcpListener>,
+        listen: SocketAddr,
+        channels: CoreChannels,
+        registry: &RegistryHandle,
+    ) -> std::io::Result<Engine> {
+        let settings = CoreSettings {
+            policy: RetryPolicy {
+                attempts: config.client_retry_count,
+                gap: config.retry_gap(),
+                max_queue: config.max_queue_depth,
+            },
+            client_timeout: config.client_timeout,
+            source: config.source_addr,
+            limits: Limits {
+                max_message_bytes: config.max_message_bytes,
+                ..Limits::default()
+            },
+            max_connections: config.max_connections,
+        };
+        let access = AccessPolicy::new(config.allow_hosts.clone(), config.deny_hosts.clone());
+        let mut threads = Vec::with_capacity(config.cores);
+        for (index, (listener, inbox)) in listeners.into_iter().zip(channels.receivers).enumerate()
+        {
+            let (settings, registry, access) = (settings.clone(), registry.clone(), access.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("crnp-core-{index}"))
+                .spawn(move || {
+                    if let Err(error) =
+                        core::run(index, settings, registry, access, listener, inbox)
+                    {
+                        tracing::error!(core = index, %error, "core stopped with an error");
+                    }
+                })?;
+            threads.push(thread);
+        }
+        Ok(Engine {
+            cores: channels.senders,
+            threads,
+            listen,
+        })
+    }
+
+    /// Stops accepting, lets in-flight work finish until `deadline`, and joins the threads.
+    pub fn shutdown(self, deadline: Instant) {
+        for core in &self.cores {
+            let _ = core.send(CoreCommand::Shutdown(deadline));
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a core thread panicked");
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! One delivery attempt: a new connection from the service address, one `SC_EVENT`, a
+//! full-duplex close. Every step is an io_uring operation; the deadline cancels them.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use bytes::Bytes;
+use compio::BufResult;
+use compio::io::AsyncWriteExt;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Why an attempt failed, as counted in `crnp_delivery_failures_total{cause}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttemptError {
+    /// Nobody listens at the callback address.
+    Refused,
+    /// The attempt did not finish within `--client-timeout`.
+    Timeout,
+    /// The client reset the connection.
+    Reset,
+    /// No local port or address could be had (EADDRNOTAVAIL: TIME_WAIT build-up).
+    NoPort,
+    /// Anything else.
+    Other,
+}
+
+impl AttemptError {
+    /// The metric label and the operator-facing cause.
+    pub(crate) fn cause(self) -> &'static str {
+        match self {
+            AttemptError::Refused => "refused",
+            AttemptError::Timeout => "timeout",
+            AttemptError::Reset => "reset",
+            AttemptError::NoPort => "no_port",
+            AttemptError::Other => "other",
+        }
+    }
+
+    fn from_io(error: &io::Error) -> Self {
+        match error.raw_os_error() {
+            Some(libc::ECONNREFUSED) => AttemptError::Refused,
+            Some(libc::ETIMEDOUT) => AttemptError::Timeout,
+            Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED) => AttemptError::Reset,
+            Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE) => AttemptError::NoPort,
+            _ => AttemptError::Other,
+        }
+    }
+}
+
+/// Delivers `payload` to `dest` from `source`, within `deadline`.
+pub(crate) async fn deliver(
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+    payload: Bytes,
+    deadline: Duration,
+) -> Result<(), AttemptError> {
+    match compio::time::timeout(deadline, connect_write_close(dest, source, payload)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(AttemptError::from_io(&error)),
+        Err(_elapsed) => Err(AttemptError::Timeout),
+    }
+}
+
+async fn connect_write_close(
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+    payload: Bytes,
+) -> io::Result<()> {
+    let socket = bound_socket(dest, source)?;
+    let mut stream = compio::net::TcpSocket::from_std_stream(socket.into())?
+        .connect(dest)
+        .await?;
+    let BufResult(written, _) = stream.write_all(payload).await;
+    written?;
+    // SAFETY: shutdown(2) on a descriptor this stream owns; it only changes socket state.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+    stream.close().await
+}
+
+/// A socket bound to the service address before connecting, so clients see the floating IP;
+/// IP_BIND_ADDRESS_NO_PORT defers the port choice to connect, so ports are not reserved early.
+fn bound_socket(dest: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(ip) = source {
+        set_bind_address_no_port(&socket)?;
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    Ok(socket)
+}
+
+fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) reads `on` for size_of::<c_int>() bytes; the fd is owned by `socket`.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

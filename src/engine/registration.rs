@@ -1,0 +1,150 @@
+//! One registration connection: read one bounded message under a deadline, parse it,
+//! authorize it, apply it through the registry, reply, close.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use compio::BufResult;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::TcpStream;
+
+use super::core::Core;
+use crate::acl::canonical;
+use crate::protocol::{CallbackReg, DocumentScan, ProtocolError, Reply, StatusCode, scan_document};
+use crate::telemetry;
+
+const READ_CHUNK: usize = 4096;
+/// Longest wait for the client to close after the reply.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// Most bytes read and discarded after the reply.
+const DRAIN_BYTES: usize = 1 << 20;
+
+/// How reading the message ended.
+enum Received {
+    /// A whole document (plus whatever arrived with it).
+    Document(Vec<u8>),
+    /// A protocol error to reply with.
+    Error(ProtocolError),
+    /// The peer sent nothing before closing or before the deadline: close without a reply.
+    Nothing,
+}
+
+/// Serves one accepted registration connection to its end.
+pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
+    let ip = canonical(peer.ip());
+    let mut client = None;
+    let (reply, form) = match receive(&core, &mut stream).await {
+        Received::Nothing => {
+            tracing::info!(peer = %peer, "registration connection closed without a message");
+            return;
+        }
+        Received::Error(error) => (Reply::new(error.status, error.reason), "unknown"),
+        Received::Document(bytes) => match CallbackReg::parse(&bytes, &core.settings.limits) {
+            Err(error) => (Reply::new(error.status, error.reason), "unknown"),
+            Ok(reg) => {
+                let form = reg.reg_type.as_str();
+                client = Some(SocketAddr::new(ip, reg.port));
+                if core.access.permits(ip) {
+                    (core.registry.register(ip, reg).await, form)
+                } else {
+                    let message =
+                        format!("host {ip} is not allowed to register (allow/deny hosts)");
+                    (Reply::new(StatusCode::Fail, message), form)
+                }
+            }
+        },
+    };
+    telemetry::registration(form, reply.status.as_str());
+    match client {
+        Some(client) => {
+            tracing::info!(%client, form, status = reply.status.as_str(), reason = %reply.message, "registration")
+        }
+        None => {
+            tracing::info!(peer = %peer, status = reply.status.as_str(), reason = %reply.message, "registration refused")
+        }
+    }
+    send_reply(stream, &reply).await;
+}
+
+/// Turns a connection away at the per-core limit with LOW_RESOURCE.
+pub(crate) async fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
+    telemetry::connection_rejected();
+    telemetry::registration("unknown", StatusCode::LowResource.as_str());
+    tracing::warn!(peer = %peer, "registration refused: too many connections on this core");
+    let reply = Reply::new(
+        StatusCode::LowResource,
+        "too many registration connections; try again later",
+    );
+    send_reply(stream, &reply).await;
+}
+
+async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
+    let limits = &core.settings.limits;
+    let deadline = Instant::now() + core.settings.client_timeout;
+    let mut message: Vec<u8> = Vec::new();
+    loop {
+        let chunk = Vec::with_capacity(READ_CHUNK);
+        let read = compio::time::timeout_at(deadline, stream.read(chunk)).await;
+        let BufResult(result, chunk) = match read {
+            Ok(done) => done,
+            Err(_elapsed) if message.is_empty() => return Received::Nothing,
+            Err(_elapsed) => {
+                let seconds = core.settings.client_timeout.as_secs_f64();
+                return Received::Error(ProtocolError::malformed(format!(
+                    "no complete message within {seconds} s ({} bytes received)",
+                    message.len()
+                )));
+            }
+        };
+        match result {
+            Ok(0) if message.is_empty() => return Received::Nothing,
+            Ok(0) => {
+                return Received::Error(ProtocolError::malformed(
+                    "connection closed before the message was complete",
+                ));
+            }
+            Ok(_) => message.extend_from_slice(&chunk),
+            Err(_) => return Received::Nothing,
+        }
+        if message.len() > limits.max_message_bytes {
+            return Received::Error(ProtocolError::malformed(format!(
+                "message exceeds the limit of {} bytes",
+                limits.max_message_bytes
+            )));
+        }
+        match scan_document(&message, limits) {
+            DocumentScan::Incomplete => {}
+            DocumentScan::Complete => return Received::Document(message),
+            DocumentScan::Malformed(error) => return Received::Error(error),
+        }
+    }
+}
+
+/// Writes the reply and closes; a client that left early is still registered (spec §2.1.6).
+///
+/// After the write side is shut down, whatever the client still sends is read and discarded
+/// for a moment (bounded in bytes and time): closing with unread data would reset the
+/// connection and could destroy the reply before the client reads it.
+async fn send_reply(mut stream: TcpStream, reply: &Reply) {
+    let BufResult(written, _) = stream.write_all(reply.to_xml()).await;
+    if written.is_ok() {
+        // SAFETY: shutdown(2) on a descriptor this stream owns; it only changes socket state.
+        unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+        let _ = compio::time::timeout(DRAIN_TIME, drain(&mut stream)).await;
+    }
+    // Close errors leave nothing to do: the reply was sent or the peer is gone.
+    let _ = stream.close().await;
+}
+
+async fn drain(stream: &mut TcpStream) {
+    let mut budget = DRAIN_BYTES;
+    while budget > 0 {
+        let BufResult(result, _) = stream.read(Vec::with_capacity(READ_CHUNK)).await;
+        match result {
+            Ok(n) if n > 0 => budget = budget.saturating_sub(n),
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Attributes of a start tag: strict tokenizing, validation and value decoding.
+//!
+//! quick-xml hands over the raw text between the element name and `>`; this module enforces
+//! the XML 1.0 rules on it (white space between attributes, `Name`, `=`, quoted value without
+//! `<`, only known references) so that a tag either validates completely or is rejected.
+
+use std::borrow::Cow;
+
+use super::chars::{
+    is_name, is_space, push_normalized_newlines, resolve_reference, split_reference,
+};
+use crate::protocol::error::excerpt;
+
+/// One attribute as written: its name and its raw (still escaped) value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawAttribute<'a> {
+    /// The attribute name, a valid XML `Name`.
+    pub(crate) name: &'a str,
+    /// The text between the quotes, references not yet resolved.
+    pub(crate) raw: &'a str,
+}
+
+impl<'a> RawAttribute<'a> {
+    /// The attribute value after reference resolution and attribute-value normalization
+    /// (literal tab, CR, LF become spaces; a `\r\n` pair becomes one space).
+    ///
+    /// Only meaningful for attributes that passed [`validate`]; an invalid reference in an
+    /// unvalidated value is kept literally rather than failing.
+    pub(crate) fn value(&self) -> Cow<'a, str> {
+        if !self
+            .raw
+            .bytes()
+            .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
+        {
+            return Cow::Borrowed(self.raw);
+        }
+        let mut out = String::with_capacity(self.raw.len());
+        let mut rest = self.raw;
+        while let Some(Ok((before, body, after))) = split_reference(rest) {
+            push_attribute_text(&mut out, before);
+            match resolve_reference(body) {
+                Ok(c) => out.push(c),
+                Err(_) => {
+                    out.push('&');
+                    out.push_str(body);
+                    out.push(';');
+                }
+            }
+            rest = after;
+        }
+        push_attribute_text(&mut out, rest);
+        Cow::Owned(out)
+    }
+}
+
+fn push_attribute_text(out: &mut String, text: &str) {
+    let start = out.len();
+    push_normalized_newlines(out, text);
+    if out[start..].bytes().any(|b| matches!(b, b'\t' | b'\n')) {
+        let normalized = out[start..].replace(['\t', '\n'], " ");
+        out.truncate(start);
+        out.push_str(&normalized);
+    }
+}
+
+/// Iterates the attributes of a tag's attribute text (everything after the element name).
+///
+/// Stops at the first syntax error; [`validate`] reports such errors, this iterator is for
+/// reading tags that already passed it.
+#[derive(Debug, Clone)]
+pub(crate) struct Attributes<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Attributes<'a> {
+    /// Attributes of `text`, the part of a tag after the element name.
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self { rest: text }
+    }
+}
+
+impl<'a> Iterator for Attributes<'a> {
+    type Item = RawAttribute<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        next_attribute(&mut self.rest).ok().flatten()
+    }
+}
+
+/// Checks every attribute of a tag: syntax, names, values, no duplicates, at most `max`.
+///
+/// `seen` is scratch space reused across tags so that validation does not allocate per tag.
+pub(crate) fn validate<'a>(
+    element: &str,
+    text: &'a str,
+    max: usize,
+    seen: &mut Vec<&'a str>,
+) -> Result<(), String> {
+    seen.clear();
+    let mut rest = text;
+    while let Some(attribute) =
+        next_attribute(&mut rest).map_err(|e| format!("in <{element}>: {e}"))?
+    {
+        if seen.len() == max {
+            return Err(format!("<{element}> has more than {max} attributes"));
+        }
+        if seen.contains(&attribute.name) {
+            return Err(format!(
+                "<{element}> has attribute {} twice",
+                attribute.name
+            ));
+        }
+        seen.push(attribute.name);
+        check_value(attribute.raw)
+            .map_err(|e| format!("in attribute {} of <{element}>: {e}", attribute.name))?;
+    }
+    Ok(())
+}
+
+/// Reads the next attribute from `rest`, advancing it; `Ok(None)` at the end of the tag.
+fn next_attribute<'a>(rest: &mut &'a str) -> Result<Option<RawAttribute<'a>>, String> {
+    let text = *rest;
+    let after_space = trim_space_start(text);
+    if after_space.is_empty() {
+        *rest = after_space;
+        return Ok(None);
+    }
+    if after_space.len() == text.len() {
+        return Err("attributes must be separated by white space".into());
+    }
+    let name_end = after_space
+        .bytes()
+        .position(|b| b == b'=' || is_space(b))
+        .ok_or_else(|| format!("attribute {} has no value", excerpt(after_space)))?;
+    let name = &after_space[..name_end];
+    if !is_name(name) {
+        return Err(format!("{} is not a valid attribute name", excerpt(name)));
+    }
+    let after_name = trim_space_start(&after_space[name_end..]);
+    let Some(after_eq) = after_name.strip_prefix('=') else {
+        return Err(format!("attribute {name} is not followed by '='"));
+    };
+    let after_eq = trim_space_start(after_eq);
+    let quote = match after_eq.as_bytes().first() {
+        Some(&q @ (b'"' | b'\'')) => q,
+        _ => return Err(format!("the value of attribute {name} is not quoted")),
+    };
+    let body = &after_eq[1..];
+    let close = memchr::memchr(quote, body.as_bytes())
+        .ok_or_else(|| format!("the value of attribute {name} has no closing quote"))?;
+    *rest = &body[close + 1..];
+    Ok(Some(RawAttribute {
+        name,
+        raw: &body[..close],
+    }))
+}
+
+fn trim_space_start(text: &str) -> &str {
+    text.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8))
+}
+
+/// Checks a raw attribute value: no `<`, and every `&` starts a known reference.
+fn check_value(raw: &str) -> Result<(), String> {
+    if memchr::memchr(b'<', raw.as_bytes()).is_some() {
+        return Err("'<' is not allowed in an attribute value (escape it as &lt;)".into());
+    }
+    let mut rest = raw;
+    while let Some(split) = split_reference(rest) {
+        let (_, body, after) = split?;
+        resolve_reference(body)?;
+        rest = after;
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Who is registered for what, and the latest event of every type, kept durable in redb.
+//!
+//! [`Registry`] is the in-memory truth (pure, no I/O); [`Store`] persists it; [`service`] is
+//! the single thread that owns both, orders registrations and events into one sequence, and
+//! commits them in groups.
+
+mod matching;
+mod record;
+pub mod service;
+mod state;
+mod store;
+
+pub use matching::{canonical_types, matches, state_key};
+pub use record::{ClientId, ClientRecord, PublishedEvent};
+pub use state::{Change, Refusal, Registry};
+pub use store::{Store, StoreContents, StoreError};

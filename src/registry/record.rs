@@ -1,0 +1,115 @@
+//! The records the registry keeps: client identity, client registration, published event.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Event, EventType, NvPair};
+
+/// A client's identity: the source IP of its registration and its callback port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId {
+    /// Source IP of the registration, where deliveries go.
+    pub ip: IpAddr,
+    /// The `PORT` it registered, where it listens for deliveries.
+    pub port: u16,
+}
+
+impl ClientId {
+    /// The callback address deliveries connect to.
+    pub fn callback(self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.callback().fmt(f)
+    }
+}
+
+impl FromStr for ClientId {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse::<SocketAddr>().map(|addr| ClientId {
+            ip: addr.ip(),
+            port: addr.port(),
+        })
+    }
+}
+
+/// One registered client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// Who it is.
+    pub id: ClientId,
+    /// What it registered for, canonical and without duplicates.
+    pub types: Vec<EventType>,
+    /// When its current ADD_CLIENT was applied, in milliseconds since the Unix epoch.
+    pub registered_at_ms: u64,
+    /// Distinguishes successive registrations of one id, so a stale removal is ignored.
+    pub generation: u64,
+}
+
+/// An event as the registry sequenced it: serialized once, shared by every delivery.
+#[derive(Debug)]
+pub struct PublishedEvent {
+    /// Its place in the cluster-wide total order.
+    pub seq: u64,
+    /// The parsed event, for matching against registrations.
+    pub event: Event,
+    /// The compact `SC_EVENT` document every subscriber receives, byte for byte.
+    pub bytes: Bytes,
+    /// The concrete type it is the latest state of (see [`crate::registry::state_key`]).
+    pub state_key: String,
+    /// When it was accepted (or recovered), the start of its delivery latency.
+    pub accepted_at: Instant,
+}
+
+/// The stored form of a client record.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredClient {
+    pub(crate) types: Vec<StoredType>,
+    pub(crate) registered_at_ms: u64,
+}
+
+/// The stored form of an event type.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredType {
+    pub(crate) class: String,
+    pub(crate) subclass: Option<String>,
+    pub(crate) nvpairs: Vec<(String, Vec<String>)>,
+}
+
+impl From<&EventType> for StoredType {
+    fn from(t: &EventType) -> Self {
+        StoredType {
+            class: t.class.clone(),
+            subclass: t.subclass.clone(),
+            nvpairs: t
+                .nvpairs
+                .iter()
+                .map(|p| (p.name.clone(), p.values.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl From<StoredType> for EventType {
+    fn from(t: StoredType) -> Self {
+        EventType {
+            class: t.class,
+            subclass: t.subclass,
+            nvpairs: t
+                .nvpairs
+                .into_iter()
+                .map(|(name, values)| NvPair { name, values })
+                .collect(),
+        }
+    }
+}

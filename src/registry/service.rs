@@ -1,0 +1,368 @@
+//! The registry service: one thread that owns the registry and its store.
+//!
+//! It is the single sequencer of the system. Registrations, publishes and removals arrive on
+//! one channel; the thread drains whatever is waiting (up to `max_commit_batch`), applies it in
+//! arrival order, makes all of it durable with ONE commit (group commit), and only then hands
+//! the changes to the engine and answers the callers. Because client changes and events leave
+//! in that same order, a client registered before an event sees it, and one registered after
+//! gets it as the latest state instead: nothing falls between the two.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use super::state::{Change, Refusal, Registry};
+use super::store::{Store, StoreError};
+use super::{ClientId, ClientRecord, PublishedEvent};
+use crate::protocol::{CallbackReg, Event, Reply, StatusCode};
+use crate::telemetry;
+
+/// Where the service sends what it committed: the engine's cores.
+pub trait Dispatcher: Send + 'static {
+    /// A client was added, changed or removed.
+    fn client_changed(&self, change: Change);
+    /// An event was sequenced and made durable.
+    fn event_published(&self, event: Arc<PublishedEvent>);
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The store could not make the event durable.
+    #[error("the event could not be made durable: {0}")]
+    Store(String),
+    /// The service is not running (shutting down).
+    #[error("the registry is shutting down")]
+    Unavailable,
+}
+
+/// A request to the service.
+#[derive(Debug)]
+enum Request {
+    Register {
+        ip: IpAddr,
+        reg: CallbackReg,
+        reply: oneshot::Sender<Reply>,
+    },
+    Publish {
+        events: Vec<Event>,
+        accepted_at: Instant,
+        reply: oneshot::Sender<Result<Vec<u64>, PublishError>>,
+    },
+    Drop {
+        id: ClientId,
+        generation: u64,
+        reason: &'static str,
+    },
+    Delete {
+        id: ClientId,
+        reply: oneshot::Sender<bool>,
+    },
+    Clients {
+        reply: oneshot::Sender<Vec<ClientRecord>>,
+    },
+}
+
+/// The cheap, cloneable way to talk to the service from any thread or runtime.
+#[derive(Debug, Clone)]
+pub struct RegistryHandle {
+    requests: flume::Sender<Request>,
+}
+
+impl RegistryHandle {
+    /// Applies a registration from `ip` and returns the reply to send, after it is durable.
+    pub async fn register(&self, ip: IpAddr, reg: CallbackReg) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .requests
+            .send(Request::Register { ip, reg, reply })
+            .is_err()
+        {
+            return unavailable();
+        }
+        answer.await.unwrap_or_else(|_| unavailable())
+    }
+
+    /// Sequences and persists `events`, in order; returns their sequence numbers.
+    pub async fn publish(&self, events: Vec<Event>) -> Result<Vec<u64>, PublishError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Publish {
+            events,
+            accepted_at: Instant::now(),
+            reply,
+        };
+        self.requests
+            .send(request)
+            .map_err(|_| PublishError::Unavailable)?;
+        answer.await.map_err(|_| PublishError::Unavailable)?
+    }
+
+    /// Removes a client whose deliveries failed, unless it has re-registered since.
+    pub fn drop_client(&self, id: ClientId, generation: u64, reason: &'static str) {
+        // A closed channel means shutdown, when the removal no longer matters.
+        let _ = self.requests.send(Request::Drop {
+            id,
+            generation,
+            reason,
+        });
+    }
+
+    /// Removes a client on an operator's request; false if it was not registered.
+    pub async fn delete_client(&self, id: ClientId) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send(Request::Delete { id, reply }).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    /// The registered clients.
+    pub async fn clients(&self) -> Vec<ClientRecord> {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send(Request::Clients { reply }).is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+}
+
+fn unavailable() -> Reply {
+    Reply::new(
+        StatusCode::SystemError,
+        "the registry is shutting down; try again",
+    )
+}
+
+/// Settings the service applies.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLimits {
+    /// Registered clients at most.
+    pub max_clients: usize,
+    /// Requests that may share one commit.
+    pub max_commit_batch: usize,
+}
+
+/// Starts the service thread on an open store; it stops when every handle is dropped.
+pub fn start(
+    store: Store,
+    limits: ServiceLimits,
+    dispatcher: impl Dispatcher,
+) -> Result<(RegistryHandle, JoinHandle<()>), StoreError> {
+    let contents = store.load()?;
+    let registry = Registry::restore(contents.clients, contents.latest, contents.next_seq);
+    telemetry::clients_registered(registry.client_count());
+    for record in registry.clients() {
+        let replay = registry.latest_for(&record.types);
+        dispatcher.client_changed(Change::Upsert {
+            record: record.clone(),
+            replay,
+        });
+    }
+    let (requests, inbox) = flume::unbounded();
+    let mut service = Service {
+        registry,
+        store,
+        limits,
+        dispatcher,
+    };
+    let thread = std::thread::Builder::new()
+        .name("crnp-registry".into())
+        .spawn(move || service.run(&inbox))
+        .map_err(|e| StoreError::Io {
+            path: std::path::PathBuf::from("<thread>"),
+            cause: e.to_string(),
+        })?;
+    Ok((RegistryHandle { requests }, thread))
+}
+
+struct Service<D> {
+    registry: Registry,
+    store: Store,
+    limits: ServiceLimits,
+    dispatcher: D,
+}
+
+/// What to do once a batch is durable.
+enum Done {
+    Register {
+        reply: oneshot::Sender<Reply>,
+        outcome: Result<Change, Refusal>,
+        form: &'static str,
+    },
+    Publish {
+        reply: oneshot::Sender<Result<Vec<u64>, PublishError>>,
+        events: Vec<Arc<PublishedEvent>>,
+    },
+    Removed {
+        change: Option<Change>,
+        reason: &'static str,
+    },
+    Deleted {
+        reply: oneshot::Sender<bool>,
+        change: Option<Change>,
+    },
+    Clients {
+        reply: oneshot::Sender<Vec<ClientRecord>>,
+    },
+}
+
+impl<D: Dispatcher> Service<D> {
+    fn run(&mut self, inbox: &flume::Receiver<Request>) {
+        while let Ok(first) = inbox.recv() {
+            let mut batch = vec![first];
+            batch.extend(
+                inbox
+                    .try_iter()
+                    .take(self.limits.max_commit_batch.saturating_sub(1)),
+            );
+            let done: Vec<Done> = batch
+                .into_iter()
+                .map(|request| self.apply(request))
+                .collect();
+            let dirty = self.registry.take_dirty();
+            let started = Instant::now();
+            let committed = self.store.commit(&dirty);
+            telemetry::commit(done.len(), started.elapsed());
+            match committed {
+                Ok(()) => self.finish(done),
+                Err(error) => self.fail(done, &error),
+            }
+            telemetry::clients_registered(self.registry.client_count());
+        }
+    }
+
+    fn apply(&mut self, request: Request) -> Done {
+        match request {
+            Request::Register { ip, reg, reply } => {
+                let form = reg.reg_type.as_str();
+                let outcome = self
+                    .registry
+                    .register(ip, &reg, self.limits.max_clients, now_ms());
+                Done::Register {
+                    reply,
+                    outcome,
+                    form,
+                }
+            }
+            Request::Publish {
+                events,
+                accepted_at,
+                reply,
+            } => {
+                let events = events
+                    .into_iter()
+                    .map(|e| self.registry.publish(e, accepted_at))
+                    .collect();
+                Done::Publish { reply, events }
+            }
+            Request::Drop {
+                id,
+                generation,
+                reason,
+            } => {
+                let removed = self.registry.remove_if_current(id, generation);
+                Done::Removed {
+                    change: removed.then_some(Change::Remove(id)),
+                    reason,
+                }
+            }
+            Request::Delete { id, reply } => Done::Deleted {
+                reply,
+                change: self.registry.remove(id),
+            },
+            Request::Clients { reply } => Done::Clients { reply },
+        }
+    }
+
+    fn finish(&mut self, done: Vec<Done>) {
+        for item in done {
+            match item {
+                Done::Register {
+                    reply,
+                    outcome,
+                    form,
+                } => {
+                    let answer = match outcome {
+                        Ok(change) => {
+                            self.dispatcher.client_changed(change);
+                            Reply::new(StatusCode::Ok, format!("{form} accepted"))
+                        }
+                        Err(refusal) => Reply::new(refusal.status, refusal.message),
+                    };
+                    let _ = reply.send(answer);
+                }
+                Done::Publish { reply, events } => {
+                    let seqs = events.iter().map(|e| e.seq).collect();
+                    telemetry::events_published(events.len());
+                    for event in events {
+                        self.dispatcher.event_published(event);
+                    }
+                    let _ = reply.send(Ok(seqs));
+                }
+                Done::Removed { change, reason } => {
+                    if let Some(Change::Remove(id)) = &change {
+                        tracing::info!(client = %id, reason, "client removed");
+                        telemetry::client_removed(reason);
+                    }
+                }
+                Done::Deleted { reply, change } => {
+                    let found = change.is_some();
+                    if let Some(change) = change {
+                        if let Change::Remove(id) = &change {
+                            tracing::info!(client = %id, reason = "admin", "client removed");
+                        }
+                        telemetry::client_removed("admin");
+                        self.dispatcher.client_changed(change);
+                    }
+                    let _ = reply.send(found);
+                }
+                Done::Clients { reply } => {
+                    let _ = reply.send(self.registry.clients().cloned().collect());
+                }
+            }
+        }
+    }
+
+    /// The commit failed: nothing of the batch happened. Reload the durable truth and say so.
+    fn fail(&mut self, done: Vec<Done>, error: &StoreError) {
+        tracing::error!(%error, requests = done.len(), "registry commit failed; the batch is refused");
+        match self.store.load() {
+            Ok(contents) => {
+                self.registry =
+                    Registry::restore(contents.clients, contents.latest, contents.next_seq)
+            }
+            Err(reload) => {
+                tracing::error!(error = %reload, "cannot reload the registry after a failed commit")
+            }
+        }
+        for item in done {
+            match item {
+                Done::Register { reply, .. } => {
+                    let _ = reply.send(Reply::new(
+                        StatusCode::SystemError,
+                        format!("registration could not be made durable: {error}"),
+                    ));
+                }
+                Done::Publish { reply, .. } => {
+                    let _ = reply.send(Err(PublishError::Store(error.to_string())));
+                }
+                Done::Deleted { reply, .. } => {
+                    let _ = reply.send(false);
+                }
+                Done::Clients { reply } => {
+                    let _ = reply.send(self.registry.clients().cloned().collect());
+                }
+                Done::Removed { .. } => {}
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

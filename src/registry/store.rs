@@ -1,0 +1,274 @@
+//! The registry on disk: one redb file under the data directory.
+//!
+//! Tables: `clients` (`ip:port` -> JSON record), `latest` (state key -> sequence number and the
+//! `SC_EVENT` bytes), `meta` (`next_seq`). Each commit is durable (fsync) before it returns;
+//! the service shares one commit among many writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::record::{ClientId, ClientRecord, PublishedEvent, StoredClient};
+use super::state::Dirty;
+use super::state_key;
+use crate::protocol::{Event, Limits};
+
+const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
+const LATEST: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("latest");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_SEQ: &str = "next_seq";
+/// The store's file name inside the data directory.
+pub(crate) const STORE_FILE: &str = "registry.redb";
+
+/// Why the store cannot be used; every variant names the path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process holds the store (the active instance, for a standby).
+    #[error("{path}: the store is held by another crnpd process")]
+    Locked {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The data directory cannot be created or used.
+    #[error("{path}: cannot use the data directory: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a healthy redb database.
+    #[error(
+        "{path}: the store is corrupt or unreadable ({cause}); restore it from a backup or move it aside"
+    )]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What redb or the decoder said.
+        cause: String,
+    },
+    /// A read or write failed (disk full, I/O error).
+    #[error("{path}: store I/O failed: {cause}")]
+    Io {
+        /// The store file.
+        path: PathBuf,
+        /// What redb said.
+        cause: String,
+    },
+}
+
+/// What the store holds, as loaded at start-up.
+#[derive(Debug)]
+pub struct StoreContents {
+    /// Registered clients.
+    pub clients: Vec<ClientRecord>,
+    /// The latest event of each type.
+    pub latest: Vec<Arc<PublishedEvent>>,
+    /// The next sequence number.
+    pub next_seq: u64,
+}
+
+/// The open store. Only one process may hold it.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`, checking its integrity.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Directory {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(STORE_FILE);
+        check_access(data_dir, &path)?;
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .create(&path)
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::Locked { path });
+            }
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
+                return Err(StoreError::Io {
+                    path,
+                    cause: source.to_string(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    cause: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    cause: "redb could not read the file".into(),
+                });
+            }
+        };
+        let store = Store { db, path };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn create_tables(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
+        txn.open_table(LATEST).map_err(|e| self.io(e))?;
+        txn.open_table(META).map_err(|e| self.io(e))?;
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// Reads everything back; events are re-parsed so a damaged record is reported, not skipped.
+    pub fn load(&self) -> Result<StoreContents, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let clients_table = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
+        let mut clients = Vec::new();
+        for row in clients_table.iter().map_err(|e| self.io(e))? {
+            let (key, value) = row.map_err(|e| self.io(e))?;
+            let id: ClientId = key
+                .value()
+                .parse()
+                .map_err(|_| self.corrupt(format!("bad client key {:?}", key.value())))?;
+            let stored: StoredClient = serde_json::from_slice(value.value())
+                .map_err(|e| self.corrupt(format!("client {id}: {e}")))?;
+            clients.push(ClientRecord {
+                id,
+                types: stored.types.into_iter().map(Into::into).collect(),
+                registered_at_ms: stored.registered_at_ms,
+                generation: 0,
+            });
+        }
+        let latest_table = txn.open_table(LATEST).map_err(|e| self.io(e))?;
+        let mut latest = Vec::new();
+        let now = Instant::now();
+        let limits = Limits {
+            max_message_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        for row in latest_table.iter().map_err(|e| self.io(e))? {
+            let (key, value) = row.map_err(|e| self.io(e))?;
+            let (seq, xml) = value.value();
+            let event = Event::parse(xml, &limits)
+                .map_err(|e| self.corrupt(format!("latest event {:?}: {e}", key.value())))?;
+            latest.push(Arc::new(PublishedEvent {
+                seq,
+                state_key: state_key(&event),
+                event,
+                bytes: Bytes::copy_from_slice(xml),
+                accepted_at: now,
+            }));
+        }
+        let meta = txn.open_table(META).map_err(|e| self.io(e))?;
+        let next_seq = meta
+            .get(NEXT_SEQ)
+            .map_err(|e| self.io(e))?
+            .map_or(0, |v| v.value());
+        Ok(StoreContents {
+            clients,
+            latest,
+            next_seq,
+        })
+    }
+
+    /// Writes one batch of changes in one durable transaction.
+    pub fn commit(&self, dirty: &Dirty) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut clients = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
+            for (id, record) in &dirty.clients {
+                let key = id.to_string();
+                match record {
+                    Some(record) => {
+                        let stored = StoredClient {
+                            types: record.types.iter().map(Into::into).collect(),
+                            registered_at_ms: record.registered_at_ms,
+                        };
+                        let value =
+                            serde_json::to_vec(&stored).map_err(|e| self.corrupt(e.to_string()))?;
+                        clients
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(|e| self.io(e))?;
+                    }
+                    None => {
+                        clients.remove(key.as_str()).map_err(|e| self.io(e))?;
+                    }
+                }
+            }
+            let mut latest = txn.open_table(LATEST).map_err(|e| self.io(e))?;
+            for event in &dirty.latest {
+                latest
+                    .insert(event.state_key.as_str(), (event.seq, event.bytes.as_ref()))
+                    .map_err(|e| self.io(e))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
+            meta.insert(NEXT_SEQ, dirty.next_seq)
+                .map_err(|e| self.io(e))?;
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    fn io(&self, error: impl std::fmt::Display) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            cause: error.to_string(),
+        }
+    }
+
+    fn corrupt(&self, cause: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+}
+
+/// Refuses a data directory or store file owned by another user or not writable by this one.
+fn check_access(dir: &Path, file: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for path in [dir, file] {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let refuse = |reason: String| StoreError::Directory {
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason),
+        };
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "owned by uid {}, but crnpd runs as uid {me}; chown it to this user or run crnpd as its owner",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o600 != 0o600 {
+            return Err(refuse(format!(
+                "mode {:o} does not let its owner read and write it",
+                meta.mode() & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}

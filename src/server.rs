@@ -1,0 +1,195 @@
+//! Start-up and shutdown of a serving crnpd: the order in which the parts come up and go down.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::Config;
+use crate::control::{self, ControlState};
+use crate::engine::{self, CoreChannels, Engine};
+use crate::registry::service::{self, ServiceLimits};
+use crate::registry::{Store, StoreError};
+use crate::telemetry;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The registry store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A setting is unsafe in combination with another.
+    #[error("{0}")]
+    Unsafe(String),
+    /// A thread or runtime could not be created, or metrics could not be installed.
+    #[error("cannot start: {0}")]
+    Runtime(String),
+}
+
+/// Installs the Prometheus recorder; returns the handle `/metrics` renders.
+pub fn install_metrics() -> Result<PrometheusHandle, StartError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(telemetry::DELIVERY_LATENCY.into()),
+            telemetry::LATENCY_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(telemetry::COMMIT_SECONDS.into()),
+                telemetry::LATENCY_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(telemetry::COMMIT_BATCH.into()),
+                telemetry::BATCH_BUCKETS,
+            )
+        })
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| StartError::Runtime(format!("metrics: {e}")))
+}
+
+/// Serves until SIGTERM or SIGINT, then stops cleanly.
+pub fn run(config: Config) -> Result<(), StartError> {
+    if !config.http.ip().is_loopback() && config.admin_token.is_none() {
+        return Err(StartError::Unsafe(format!(
+            "--http {} is not a loopback address: set --admin-token or --admin-token-file so that publishing and removing clients need a token",
+            config.http
+        )));
+    }
+    let prometheus = install_metrics()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("crnp-control")
+        .build()
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+    runtime.block_on(serve(config, prometheus))
+}
+
+async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), StartError> {
+    let http = tokio::net::TcpListener::bind(config.http)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = http.local_addr().map_err(|source| StartError::Bind {
+        addr: config.http,
+        source,
+    })?;
+    let state = ControlState::new(
+        prometheus,
+        config.admin_token.clone(),
+        config.max_message_bytes.max(1 << 20),
+    );
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = control::router(state.clone());
+    let http_task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stopped.await;
+        };
+        if let Err(error) = axum::serve(http, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "control plane stopped");
+        }
+    });
+
+    let store = tokio::select! {
+        store = open_store(&config) => store?,
+        () = termination() => {
+            tracing::info!("stopped while waiting as a standby");
+            return Ok(());
+        }
+    };
+    let (listeners, listen) = engine::bind(&config).map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let channels = CoreChannels::new(config.cores);
+    let dispatcher = channels.dispatcher();
+    let limits = ServiceLimits {
+        max_clients: config.max_clients,
+        max_commit_batch: config.max_commit_batch,
+    };
+    let (registry, registry_thread) = service::start(store, limits, dispatcher.clone())?;
+    let engine = Engine::start(&config, listeners, listen, channels, &registry)
+        .map_err(|e| StartError::Runtime(format!("cores: {e}")))?;
+    state.activate(registry.clone(), dispatcher);
+    tracing::info!(listen = %engine.listen, http = %http_addr, cores = config.cores, "crnpd started");
+    println!("crnpd ready listen={} http={}", engine.listen, http_addr);
+
+    termination().await;
+    tracing::info!("stopping");
+    let deadline = Instant::now() + config.shutdown_timeout;
+    state.deactivate();
+    let _ = stop_http.send(());
+    let _ = tokio::time::timeout(config.shutdown_timeout, http_task).await;
+    tokio::task::spawn_blocking(move || {
+        engine.shutdown(deadline);
+        drop(registry);
+        drop(state);
+        if registry_thread.join().is_err() {
+            tracing::error!("the registry thread panicked");
+        }
+    })
+    .await
+    .map_err(|e| StartError::Runtime(e.to_string()))?;
+    tracing::info!("crnpd stopped");
+    Ok(())
+}
+
+/// Opens the store; a standby waits for the holder to let go, polling its lock.
+async fn open_store(config: &Config) -> Result<Store, StartError> {
+    let mut announced = false;
+    loop {
+        let dir = config.data_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        match opened {
+            Err(StoreError::Locked { path }) if config.standby => {
+                if !announced {
+                    tracing::info!(store = %path.display(), "standby: waiting for the active instance to release the store");
+                    announced = true;
+                }
+                tokio::time::sleep(STANDBY_POLL).await;
+            }
+            Ok(store) => {
+                if announced {
+                    tracing::info!(store = %store.path().display(), "standby: took over the store");
+                }
+                return Ok(store);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// How often a standby tries the store's lock.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch SIGTERM; stopping only on SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

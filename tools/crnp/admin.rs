@@ -1,0 +1,134 @@
+//! `crnp clients`, `crnp remove`, `crnp health`: the admin side of the HTTP API.
+
+use crnp::client::{self, ClientInfo};
+
+use crate::Outcome;
+use crate::args::{ClientsArgs, HttpArgs, RemoveArgs, seconds};
+
+/// Prints the registered clients as a table or as JSON.
+pub(crate) async fn clients(args: ClientsArgs) -> Outcome {
+    match client::clients(args.http.http, seconds(args.http.timeout)).await {
+        Ok(list) if args.json => match serde_json::to_string_pretty(&list) {
+            Ok(text) => {
+                println!("{text}");
+                Outcome::Ok
+            }
+            Err(e) => {
+                eprintln!("crnp: cannot encode the client list: {e}");
+                Outcome::Refused
+            }
+        },
+        Ok(list) => {
+            print!("{}", table(&list));
+            Outcome::Ok
+        }
+        Err(e) => crate::report(&e),
+    }
+}
+
+/// Removes one client.
+pub(crate) async fn remove(args: RemoveArgs) -> Outcome {
+    match client::delete_client(args.http.http, args.client, seconds(args.http.timeout)).await {
+        Ok(()) => Outcome::Ok,
+        Err(e) => crate::report(&e),
+    }
+}
+
+/// Exit 0 iff `/readyz` answers 200.
+pub(crate) async fn health(args: HttpArgs) -> Outcome {
+    match client::ready(args.http, seconds(args.timeout)).await {
+        Ok(true) => {
+            println!("ready");
+            Outcome::Ok
+        }
+        Ok(false) => {
+            println!("not ready");
+            Outcome::Refused
+        }
+        Err(e) => crate::report(&e),
+    }
+}
+
+/// An aligned table: address, queued, registered at, last delivery, event types.
+fn table(list: &[ClientInfo]) -> String {
+    let header = [
+        "ADDRESS",
+        "QUEUED",
+        "REGISTERED_AT",
+        "LAST_DELIVERY",
+        "EVENT_TYPES",
+    ];
+    let rows: Vec<[String; 5]> = list
+        .iter()
+        .map(|c| {
+            [
+                c.address.clone(),
+                c.queued.to_string(),
+                c.registered_at.clone(),
+                c.last_delivery.clone().unwrap_or_else(|| "-".into()),
+                c.event_types
+                    .iter()
+                    .map(event_type_text)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 5]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+    out
+}
+
+/// An event type compactly: a string as is, an object as `CLASS/SUBCLASS{k=v}` when it has
+/// those fields, anything else as JSON.
+fn event_type_text(value: &serde_json::Value) -> String {
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str());
+    match (value.as_str(), field("class")) {
+        (Some(text), _) => text.to_owned(),
+        (None, Some(class)) => match field("subclass") {
+            Some(subclass) => format!("{class}/{subclass}"),
+            None => class.to_owned(),
+        },
+        (None, None) => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_aligns_columns_and_renders_event_types() {
+        let list = vec![ClientInfo {
+            address: "127.0.0.1:7000".into(),
+            event_types: vec![serde_json::json!({"class": "EC_Cluster", "subclass": "ESC_x"})],
+            queued: 3,
+            registered_at: "2025-01-01T00:00:00Z".into(),
+            last_delivery: None,
+        }];
+        let text = table(&list);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ADDRESS         QUEUED"));
+        assert!(lines[1].starts_with("127.0.0.1:7000  3 "));
+        assert!(lines[1].ends_with("-              EC_Cluster/ESC_x"));
+    }
+}

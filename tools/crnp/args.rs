@@ -1,0 +1,160 @@
+//! The command line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use crnp::protocol::NvPair;
+
+/// Talk to a crnpd server: subscribe to events, publish events, list clients, check health.
+#[derive(Debug, Parser)]
+#[command(name = "crnp", version)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Register for an event type and print each event as it arrives (until SIGINT/SIGTERM).
+    Subscribe(SubscribeArgs),
+    /// Publish one event (or an SC_EVENT XML document) and print its sequence number(s).
+    Publish(PublishArgs),
+    /// List the registered clients.
+    Clients(ClientsArgs),
+    /// Remove a registered client by its callback address.
+    Remove(RemoveArgs),
+    /// Exit 0 iff the server is ready (GET /readyz answers 200).
+    Health(HttpArgs),
+}
+
+/// Where crnpd's HTTP API is, and how long to wait for it.
+#[derive(Debug, Args)]
+pub(crate) struct HttpArgs {
+    /// crnpd's HTTP API address (its --http).
+    #[arg(long, env = "CRNP_HTTP", default_value = "127.0.0.1:9445")]
+    pub(crate) http: SocketAddr,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) timeout: f64,
+}
+
+/// `crnp subscribe`.
+#[derive(Debug, Args)]
+pub(crate) struct SubscribeArgs {
+    /// crnpd's registration address (its --listen).
+    #[arg(long, env = "CRNP_SERVER", default_value = "127.0.0.1:9444")]
+    pub(crate) server: SocketAddr,
+    /// The callback port to listen on and register (0: pick a free one and print it).
+    #[arg(long)]
+    pub(crate) port: u16,
+    /// The callback IP: events arrive here, and the registration is sent from it.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// The event class to register for, e.g. EC_Cluster.
+    #[arg(long)]
+    pub(crate) class: String,
+    /// The event subclass (all subclasses of the class when absent).
+    #[arg(long)]
+    pub(crate) subclass: Option<String>,
+    /// A pair the event must carry, `name=value` (repeatable), e.g. rg_name=rg1.
+    #[arg(long = "nv", value_parser = parse_nv)]
+    pub(crate) nv: Vec<NvPair>,
+    /// Print one JSON object per event and line instead of a readable block.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Exit (after unregistering) once this many events have arrived.
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+    /// Seconds allowed for the registration exchange and for reading one event.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) timeout: f64,
+}
+
+/// `crnp publish`.
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// Where crnpd's HTTP API is.
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// The event class, e.g. EC_Cluster.
+    #[arg(long, required_unless_present = "xml", conflicts_with = "xml")]
+    pub(crate) class: Option<String>,
+    /// The event subclass, e.g. ESC_cluster_rg_state.
+    #[arg(long, required_unless_present = "xml", conflicts_with = "xml")]
+    pub(crate) subclass: Option<String>,
+    /// The vendor.
+    #[arg(long, default_value = crnp::event_json::DEFAULT_VENDOR, conflicts_with = "xml")]
+    pub(crate) vendor: String,
+    /// The publisher.
+    #[arg(long, default_value = crnp::event_json::DEFAULT_PUBLISHER, conflicts_with = "xml")]
+    pub(crate) publisher: String,
+    /// A pair, `name=value`, or `name=v1,v2` for an array (repeatable, kept in order).
+    #[arg(long = "nv", value_parser = parse_nv, conflicts_with = "xml")]
+    pub(crate) nv: Vec<NvPair>,
+    /// Publish this SC_EVENT XML document instead (`-` reads standard input).
+    #[arg(long)]
+    pub(crate) xml: Option<PathBuf>,
+}
+
+/// `crnp clients`.
+#[derive(Debug, Args)]
+pub(crate) struct ClientsArgs {
+    /// Where crnpd's HTTP API is.
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `crnp remove`.
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// Where crnpd's HTTP API is.
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// The client's callback address, IP:PORT.
+    pub(crate) client: SocketAddr,
+}
+
+/// Parses `name=value` or `name=v1,v2,...`.
+fn parse_nv(text: &str) -> Result<NvPair, String> {
+    let (name, values) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not name=value"))?;
+    if name.is_empty() {
+        return Err(format!("`{text}` has an empty name"));
+    }
+    Ok(NvPair {
+        name: name.to_owned(),
+        values: values.split(',').map(str::to_owned).collect(),
+    })
+}
+
+/// Seconds from the command line as a duration (negative or NaN values count as zero).
+pub(crate) fn seconds(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nv_pairs_split_arrays_on_commas_and_need_a_name() {
+        assert_eq!(
+            parse_nv("rg_name=rg1"),
+            Ok(NvPair::scalar("rg_name", "rg1"))
+        );
+        assert_eq!(
+            parse_nv("node_list=a,b").map(|p| p.values),
+            Ok(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(parse_nv("x=").map(|p| p.values), Ok(vec![String::new()]));
+        assert!(parse_nv("novalue").is_err());
+        assert!(parse_nv("=v").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! The loopback limit: a minimal connect-write-close sender on its own thread.
+//!
+//! It does what crnpd does for each delivery and nothing else: a socket bound to the source
+//! address, connect, write the serialized SC_EVENT, shut down both directions, close. One
+//! delivery in flight per subscriber, in sequence order, at most `concurrency` at once. It
+//! runs on its own thread with its own runtime, so its CPU time is its own.
+
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crnp::client::connect_from;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+use crate::procstat::thread_cpu;
+use crate::verify::Expectation;
+
+/// What to send where.
+#[derive(Debug, Clone)]
+pub(crate) struct BlastPlan {
+    /// The callback addresses, by subscriber index.
+    pub(crate) dests: Vec<SocketAddr>,
+    /// What each subscriber expects, by subscriber index.
+    pub(crate) expectations: Vec<Expectation>,
+    /// The serialized SC_EVENT of each load sequence number.
+    pub(crate) payloads: Vec<Bytes>,
+    /// The source IP of every connection.
+    pub(crate) source: IpAddr,
+    /// Connections in flight at most.
+    pub(crate) concurrency: usize,
+    /// Deadline of one delivery.
+    pub(crate) timeout: Duration,
+    /// The run's clock origin.
+    pub(crate) origin: Instant,
+}
+
+/// What the blaster did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BlastOutcome {
+    /// Deliveries written and closed without error.
+    pub(crate) sent: u64,
+    /// Deliveries that failed (connect, write or timeout).
+    pub(crate) errors: u64,
+    /// The first failure's reason.
+    pub(crate) first_error: Option<String>,
+    /// CPU time of the blaster thread.
+    pub(crate) cpu: Duration,
+    /// When sending started, ns since the origin.
+    pub(crate) started_ns: u64,
+    /// A failure to start at all (no runtime).
+    pub(crate) fatal: Option<String>,
+}
+
+/// Starts the blaster on a new thread; the outcome arrives on the returned channel.
+pub(crate) fn spawn(plan: BlastPlan) -> std::io::Result<oneshot::Receiver<BlastOutcome>> {
+    let (done, outcome) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("crnp-load-blaster".into())
+        .spawn(move || {
+            let cpu_before = thread_cpu();
+            let mut result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(blast(plan)),
+                Err(e) => BlastOutcome {
+                    fatal: Some(format!("cannot start the blaster runtime: {e}")),
+                    ..Default::default()
+                },
+            };
+            result.cpu = thread_cpu().saturating_sub(cpu_before);
+            let _ = done.send(result);
+        })?;
+    Ok(outcome)
+}
+
+/// Sends every subscriber its expected events, `concurrency` subscribers at a time.
+async fn blast(plan: BlastPlan) -> BlastOutcome {
+    let plan = Arc::new(plan);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started_ns = u64::try_from(plan.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let workers = plan.concurrency.clamp(1, plan.dests.len().max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        tasks.spawn(worker(Arc::clone(&plan), Arc::clone(&next)));
+    }
+    let mut outcome = BlastOutcome {
+        started_ns,
+        ..Default::default()
+    };
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(part) => {
+                outcome.sent += part.sent;
+                outcome.errors += part.errors;
+                if outcome.first_error.is_none() {
+                    outcome.first_error = part.first_error;
+                }
+            }
+            Err(e) => outcome.fatal = Some(format!("a blaster task failed: {e}")),
+        }
+    }
+    outcome
+}
+
+/// Takes subscribers one by one and sends each its events in order.
+async fn worker(plan: Arc<BlastPlan>, next: Arc<AtomicUsize>) -> BlastOutcome {
+    let mut outcome = BlastOutcome::default();
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let (Some(&dest), Some(expect)) = (plan.dests.get(index), plan.expectations.get(index))
+        else {
+            return outcome;
+        };
+        let seqs =
+            (expect.offset..expect.end).step_by(usize::try_from(expect.stride).unwrap_or(1).max(1));
+        for seq in seqs {
+            let Some(payload) = usize::try_from(seq).ok().and_then(|i| plan.payloads.get(i)) else {
+                continue;
+            };
+            match tokio::time::timeout(plan.timeout, deliver(plan.source, dest, payload)).await {
+                Ok(Ok(())) => outcome.sent += 1,
+                Ok(Err(e)) => outcome.fail(format!("delivery to {dest}: {e}")),
+                Err(_) => outcome.fail(format!(
+                    "delivery to {dest} timed out after {:?}",
+                    plan.timeout
+                )),
+            }
+        }
+    }
+}
+
+impl BlastOutcome {
+    /// Counts a failure and keeps the first reason.
+    fn fail(&mut self, reason: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(reason);
+    }
+}
+
+/// One delivery: bound socket, connect, write, shut down both directions, close.
+async fn deliver(
+    source: IpAddr,
+    dest: SocketAddr,
+    payload: &[u8],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut stream = connect_from(Some(source), dest).await?;
+    stream.write_all(payload).await?;
+    socket2::SockRef::from(&stream).shutdown(Shutdown::Both)?;
+    Ok(())
+}

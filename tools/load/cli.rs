@@ -1,0 +1,142 @@
+//! The command line of `crnp-load`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Load-test a crnpd: N subscribers, M events, every delivery verified, against the machine's
+/// loopback limit measured in the same run.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "crnp-load", version)]
+pub(crate) struct Cli {
+    /// Subscribers (callback listeners) to start and register.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) subscribers: usize,
+    /// Run once per subscriber count in this list (e.g. 100,1000,10000) instead of --subscribers.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sweep: Vec<usize>,
+    /// Events to publish per run.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) events: u64,
+    /// Events per publish request (one JSON array).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) batch: u64,
+    /// Events per second to publish (0: as fast as the server accepts them).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) rate: f64,
+    /// Event types (subclasses): subscriber i registers for type i mod T, event j has type j mod T.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) types: u64,
+    /// Pad each SC_EVENT with an `ev_load_pad` pair to about this many bytes (0: no padding).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) payload_bytes: usize,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    pub(crate) mode: Mode,
+    /// crnpd's registration address (ignored with --crnpd).
+    #[arg(long, default_value = "127.0.0.1:9444")]
+    pub(crate) server: SocketAddr,
+    /// crnpd's HTTP API address (ignored with --crnpd).
+    #[arg(long, default_value = "127.0.0.1:9445")]
+    pub(crate) http: SocketAddr,
+    /// Start this crnpd binary for each run (on port 0, in a fresh data directory) and stop it after.
+    #[arg(long)]
+    pub(crate) crnpd: Option<PathBuf>,
+    /// An extra argument for the started crnpd (repeatable), e.g. --crnpd-arg=--cores=2.
+    #[arg(long = "crnpd-arg", allow_hyphen_values = true)]
+    pub(crate) crnpd_args: Vec<String>,
+    /// The pid of an already running crnpd, to report its CPU time and peak memory.
+    #[arg(long)]
+    pub(crate) crnpd_pid: Option<u32>,
+    /// First callback IP; subscribers are spread over --sink-ips consecutive addresses from it.
+    #[arg(long, default_value = "127.0.1.1")]
+    pub(crate) sink_base: Ipv4Addr,
+    /// How many callback IPs to spread subscribers over (each gives ~28k ports of headroom).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) sink_ips: u32,
+    /// Source IP of the limit blaster's connections; use crnpd's --source-addr if it has one.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) source_addr: IpAddr,
+    /// Concurrent registrations.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) register_concurrency: usize,
+    /// Connections the limit blaster keeps in flight (0: one per subscriber, at most 4096).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) limit_concurrency: usize,
+    /// Seconds a registration, a publish request or one delivery read may take.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) timeout: f64,
+    /// Seconds without a new delivery after which a phase stops waiting (the rest is missing).
+    #[arg(long, default_value_t = 15.0)]
+    pub(crate) drain_timeout: f64,
+    /// Print the report as JSON on standard output (the table goes to standard error).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Write a PNG chart of deliveries/s and p99 latency against subscribers (with --sweep).
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
+}
+
+/// Which phases run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Measure crnpd, then the loopback limit with the blaster on the same sinks.
+    Both,
+    /// Measure crnpd only.
+    Crnpd,
+    /// Measure the loopback limit only (no server needed).
+    Limit,
+}
+
+impl Mode {
+    /// True when crnpd is measured.
+    pub(crate) fn crnpd(self) -> bool {
+        matches!(self, Mode::Both | Mode::Crnpd)
+    }
+
+    /// True when the loopback limit is measured.
+    pub(crate) fn limit(self) -> bool {
+        matches!(self, Mode::Both | Mode::Limit)
+    }
+}
+
+impl Cli {
+    /// The subscriber counts to run, in order.
+    pub(crate) fn points(&self) -> Vec<usize> {
+        if self.sweep.is_empty() {
+            vec![self.subscribers]
+        } else {
+            self.sweep.clone()
+        }
+    }
+
+    /// Checks what clap cannot; the message says what to change.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.points().contains(&0) {
+            return Err("subscriber counts must be at least 1".into());
+        }
+        if self.events == 0 || self.batch == 0 || self.types == 0 {
+            return Err("--events, --batch and --types must be at least 1".into());
+        }
+        if self.sink_ips == 0
+            || u32::from(self.sink_base)
+                .checked_add(self.sink_ips - 1)
+                .is_none()
+        {
+            return Err("--sink-ips must be at least 1 and stay within IPv4".into());
+        }
+        if !self.sink_base.is_loopback() || !self.source_addr.is_loopback() {
+            return Err(
+                "--sink-base and --source-addr must be loopback (127.0.0.0/8) addresses".into(),
+            );
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err("--rate must be a non-negative number".into());
+        }
+        if self.register_concurrency == 0 {
+            return Err("--register-concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+}
