@@ -304,7 +304,7 @@ if [ ! -f "$AUTHKEY" ]; then
 fi
 
 sed -e "s/@CLUSTER_NAME@/crnp-e2e/" -e "s/@NODE_NAME@/$NODE/" -e "s/@NODE_ADDR@/127.0.0.1/" \
-	-e "s|logfile: .*|logfile: $WORK/corosync.log|" \
+	-e "s|^\([[:space:]]*\)logfile: .*|\1logfile: $WORK/corosync.log|" \
 	"$REPO/docs/pacemaker/corosync.conf.in" >"$COROSYNC_CONF"
 
 # A CIB with the test's cluster options only: no fencing on one loopback node,
