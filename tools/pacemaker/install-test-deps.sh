@@ -4,7 +4,8 @@
 #
 # - Debian packages: corosync, pacemaker and its CLI, resource-agents (ocf-tester,
 #   Filesystem, IPaddr2), xmllint (ocf-tester's meta-data check), modprobe (the
-#   Filesystem agent wants it), ip, jq (the test reads the subscribers' JSON).
+#   Filesystem agent wants it), ip and ss, jq (the test reads the subscribers'
+#   JSON), mountpoint and flock.
 # - pacemaker-remoted, for the remote node the test starts in a network
 #   namespace. Debian's pacemaker-remote package conflicts with pacemaker
 #   (installing it removes pacemaker), so its binary is only unpacked, into
@@ -14,11 +15,20 @@ set -eu
 PACKAGES="corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils kmod iproute2 procps jq util-linux"
 CACHE=${CRNP_E2E_CACHE:-/var/cache/crnp-e2e}
 REMOTED="$CACHE/pacemaker-remote/usr/sbin/pacemaker-remoted"
+POLICY=/usr/sbin/policy-rc.d
 
 if [ "$(id -u)" != 0 ]; then
 	echo "install-test-deps.sh: must run as root" >&2
 	exit 1
 fi
+
+created_policy=no
+tmp=
+cleanup() {
+	[ $created_policy = no ] || rm -f "$POLICY"
+	[ -z "$tmp" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 missing=
 for p in $PACKAGES; do
@@ -28,6 +38,13 @@ done
 updated=no
 if [ -n "$missing" ]; then
 	echo "install-test-deps.sh: installing$missing"
+	# Keep the packages' scripts from starting corosync and pacemaker: the test
+	# starts its own, and refuses to run next to a running cluster.
+	if [ ! -e "$POLICY" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+		chmod 0755 "$POLICY"
+		created_policy=yes
+	fi
 	apt-get update -qq
 	updated=yes
 	# shellcheck disable=SC2086
@@ -38,11 +55,10 @@ if [ ! -x "$REMOTED" ]; then
 	echo "install-test-deps.sh: unpacking pacemaker-remoted into $CACHE"
 	[ $updated = yes ] || apt-get update -qq
 	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' EXIT
-	# Same version as the installed pacemaker, so that they speak the same protocol.
+	# The version of the installed pacemaker, so that both speak the same protocol.
 	version=$(dpkg-query -W -f '${Version}' pacemaker)
-	(cd "$tmp" && apt-get download -qq "pacemaker-remote=$version" >/dev/null 2>&1 ||
-		apt-get download -qq pacemaker-remote >/dev/null)
+	(cd "$tmp" && { apt-get download -qq "pacemaker-remote=$version" >/dev/null 2>&1 ||
+		apt-get download -qq pacemaker-remote >/dev/null; })
 	mkdir -p "$CACHE"
 	rm -rf "$CACHE/pacemaker-remote"
 	dpkg-deb -x "$tmp"/pacemaker-remote_*.deb "$CACHE/pacemaker-remote"
