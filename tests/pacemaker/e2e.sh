@@ -187,7 +187,7 @@ cleanup() {
 	else
 		rm -rf "$WORK"
 	fi
-	[ $rc -ne 0 ] && [ $FAIL -eq 0 ] && FAIL=1
+	[ $rc -ne 0 ] && [ $FAIL -eq 0 ] && not_ok "the test stopped early (exit status $rc)"
 	echo "$PASS passed, $FAIL failed"
 	[ $FAIL -eq 0 ] || exit 1
 	exit 0
