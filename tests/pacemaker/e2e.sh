@@ -27,6 +27,8 @@
 #   CRNP_E2E_PORT (19444), CRNP_E2E_HTTP_PORT (19445), CRNP_E2E_SUB_PORT (19461..19463),
 #   CRNP_E2E_KEEP=1 keeps the work directory.
 
+# Functions called through wait_for, check and the traps look unreachable to shellcheck.
+# shellcheck disable=SC2317
 set -u
 export LC_ALL=C
 
@@ -217,8 +219,9 @@ RNODE_STATE="$NV as \$m | (\$m.node_list | index(\"$RNODE\")) as \$i
 # Are the words of $1 a subsequence of stdin's lines? (Duplicates and resync
 # events, which CRNP allows, may come in between.)
 subsequence() {
-	local -a want=($1)
+	local -a want
 	local i=0 w
+	read -ra want <<<"$1"
 	while IFS= read -r w; do
 		[ $i -lt ${#want[@]} ] && [ "$w" = "${want[$i]}" ] && i=$((i + 1))
 	done
@@ -227,11 +230,11 @@ subsequence() {
 saw() { after "$1" "$2" "$3" | subsequence "$4"; } # file offset filter words
 
 expect() { # description seconds file offset filter words
-	local desc=$1 secs=$2 file=$3 off=$4 filter=$5 want=$6
-	if wait_for "$secs" saw "$file" "$off" "$filter" "$want"; then
+	local desc=$1 secs=$2 file=$3 off=$4 filter=$5 words=$6
+	if wait_for "$secs" saw "$file" "$off" "$filter" "$words"; then
 		ok "$desc"
 	else
-		not_ok "$desc (wanted: $want; got: $(after "$file" "$off" "$filter" | tr '\n' ' '))"
+		not_ok "$desc (wanted: $words; got: $(after "$file" "$off" "$filter" | tr '\n' ' '))"
 	fi
 }
 
