@@ -332,7 +332,16 @@ impl<D: Dispatcher> Service<D> {
         match self.store.load() {
             Ok(contents) => {
                 self.registry =
-                    Registry::restore(contents.clients, contents.latest, contents.next_seq)
+                    Registry::restore(contents.clients, contents.latest, contents.next_seq);
+                // Cores may hold clients the batch removed, and generations changed with the
+                // reload: tell them the durable truth again (no replay: nothing new happened).
+                for record in self.registry.clients() {
+                    let change = Change::Upsert {
+                        record: record.clone(),
+                        replay: Vec::new(),
+                    };
+                    self.dispatcher.client_changed(change);
+                }
             }
             Err(reload) => {
                 tracing::error!(error = %reload, "cannot reload the registry after a failed commit")
