@@ -119,6 +119,11 @@ impl RegistryHandle {
         answer.await.unwrap_or(false)
     }
 
+    /// Requests waiting for the service thread (for a gauge; never blocks).
+    pub fn queued(&self) -> usize {
+        self.requests.len()
+    }
+
     /// The registered clients.
     pub async fn clients(&self) -> Vec<ClientRecord> {
         let (reply, answer) = oneshot::channel();
@@ -228,7 +233,10 @@ impl<D: Dispatcher> Service<D> {
             telemetry::commit(done.len(), started.elapsed());
             match committed {
                 Ok(()) => self.finish(done),
-                Err(error) => self.fail(done, &error),
+                Err(error) => {
+                    telemetry::commit_failed();
+                    self.fail(done, &error);
+                }
             }
             telemetry::clients_registered(self.registry.client_count());
         }
@@ -287,6 +295,9 @@ impl<D: Dispatcher> Service<D> {
                 } => {
                     let answer = match outcome {
                         Ok(change) => {
+                            if matches!(change, Change::Remove(_)) {
+                                telemetry::client_removed("remove_client");
+                            }
                             self.dispatcher.client_changed(change);
                             Reply::new(StatusCode::Ok, format!("{form} accepted"))
                         }
