@@ -25,9 +25,12 @@ fn readiness(state: &ControlState) -> (StatusCode, &'static str) {
     }
 }
 
-/// The Prometheus text exposition.
+/// The Prometheus text exposition; gauges that are cheaper to sample than to track are set first.
 pub(super) async fn metrics(State(state): State<ControlState>) -> impl IntoResponse {
-    telemetry::sample_open_fds();
+    telemetry::sample_process();
+    if let Some(serving) = state.serving() {
+        telemetry::sample_queues(&serving.cores.inbox_depths(), serving.registry.queued());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.inner.prometheus.render(),

@@ -12,6 +12,7 @@
 mod attrs;
 mod chars;
 mod prolog;
+mod walk;
 pub(crate) mod write;
 
 use quick_xml::errors::{Error as QuickXmlError, IllFormedError};
@@ -22,6 +23,7 @@ pub use chars::is_representable;
 use chars::{
     first_unrepresentable, is_all_space, is_name, push_normalized_newlines, resolve_reference,
 };
+pub(crate) use walk::parse_document;
 
 use super::error::{ProtocolError, excerpt};
 
@@ -234,61 +236,6 @@ impl<'a> Reader<'a> {
     /// The next token; running out of input is MALFORMED ("truncated").
     pub(crate) fn next(&mut self) -> Result<Token<'a>, ProtocolError> {
         self.next_token().map_err(Fault::into_error)
-    }
-
-    /// Reads to the end of the document, checking it; the result of a parse whose structure
-    /// was already judged, because any MALFORMED finding outranks an INVALID one.
-    pub(crate) fn finish(&mut self) -> Result<(), ProtocolError> {
-        while !matches!(self.next()?, Token::End) {}
-        Ok(())
-    }
-
-    /// The next child element of `parent`, whose content is elements only: white space is
-    /// skipped, other text is INVALID. `None` at the end of `parent`.
-    pub(crate) fn next_child(
-        &mut self,
-        parent: &str,
-    ) -> Result<Option<Element<'a>>, ProtocolError> {
-        loop {
-            match self.next()? {
-                Token::Open(element) => return Ok(Some(element)),
-                Token::Close => return Ok(None),
-                Token::Text(TextPiece::Chars(text)) if is_all_space(text) => {}
-                Token::Text(_) => {
-                    return Err(ProtocolError::invalid(format!(
-                        "<{parent}> may contain only elements, not text"
-                    )));
-                }
-                Token::End => {
-                    return Err(ProtocolError::malformed(format!(
-                        "<{parent}> is not closed"
-                    )));
-                }
-            }
-        }
-    }
-
-    /// The text of a text-only element, up to its end tag: plain text, references and CDATA
-    /// sections concatenated.
-    pub(crate) fn text_content(&mut self, element: &str) -> Result<String, ProtocolError> {
-        let mut text = String::new();
-        loop {
-            match self.next()? {
-                Token::Text(piece) => piece.push_to(&mut text),
-                Token::Close => return Ok(text),
-                Token::Open(child) => {
-                    return Err(ProtocolError::invalid(format!(
-                        "<{element}> may contain only text, not element {}",
-                        excerpt(child.name)
-                    )));
-                }
-                Token::End => {
-                    return Err(ProtocolError::malformed(format!(
-                        "<{element}> is not closed"
-                    )));
-                }
-            }
-        }
     }
 
     /// The next token, or why there is none.
@@ -540,34 +487,4 @@ fn not_utf8(at: usize) -> Fault {
     malformed(format!(
         "the message is not UTF-8: invalid byte sequence at byte {at}"
     ))
-}
-
-/// Parses a whole document whose root must be `root`, with `body` judging the root element
-/// and its content (it must consume everything up to the root's [`Token::Close`]).
-///
-/// Enforces the check order of the spec: any MALFORMED finding anywhere in the input wins
-/// over the root-name check, which wins over whatever `body` reports (VERSION first, then
-/// the rest, as `body` checks them in that order).
-pub(crate) fn parse_document<'a, T>(
-    bytes: &'a [u8],
-    limits: &Limits,
-    root: &str,
-    body: impl FnOnce(&mut Reader<'a>, Element<'a>) -> Result<T, ProtocolError>,
-) -> Result<T, ProtocolError> {
-    let mut reader = Reader::new(bytes, limits)?;
-    let result = match reader.next()? {
-        Token::Open(element) if element.name == root => body(&mut reader, element),
-        Token::Open(element) => Err(ProtocolError::invalid(format!(
-            "the root element is {}, expected {root}",
-            excerpt(element.name)
-        ))),
-        _ => Err(ProtocolError::malformed("the document has no root element")),
-    };
-    match result {
-        Err(error) if error.is_malformed() => Err(error),
-        result => {
-            reader.finish()?;
-            result
-        }
-    }
 }

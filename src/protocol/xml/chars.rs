@@ -46,6 +46,15 @@ pub(crate) fn is_all_space(text: &str) -> bool {
 
 /// Whether `name` is an XML `Name`.
 pub(crate) fn is_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let ascii_start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b':';
+    let ascii_rest = |b: u8| ascii_start(b) || b.is_ascii_digit() || b == b'-' || b == b'.';
+    if let Some((&first, rest)) = bytes.split_first()
+        && ascii_start(first)
+        && rest.iter().all(|&b| ascii_rest(b))
+    {
+        return true;
+    }
     let mut chars = name.chars();
     match chars.next() {
         Some(first) if is_name_start(first) => chars.all(is_name_char),
