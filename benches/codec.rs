@@ -1,5 +1,6 @@
 //! Wire-format speed: parse an ADD_CLIENT with 10 event types, serialize and parse an SC_EVENT
-//! with 10 name/value pairs, scan a registration for completeness, serialize an SC_REPLY.
+//! with 10 name/value pairs, scan a registration for completeness, serialize an SC_REPLY; and,
+//! as a baseline, quick-xml's bare event loop over the same registration.
 //!
 //! Each case runs twice: `wall/…` in wall-clock time (criterion's default) and `cpu/…` in
 //! this thread's CPU time, which a loaded shared machine inflates far less (time spent
@@ -52,6 +53,10 @@ fn cases<M: Measurement>(group: &mut BenchmarkGroup<'_, M>) {
     group.bench_function("parse ADD_CLIENT, 10 event types", |b| {
         b.iter(|| CallbackReg::parse(black_box(&registration), &limits))
     });
+    group.bench_function(
+        "baseline: bare quick-xml event loop over that ADD_CLIENT",
+        |b| b.iter(|| quick_xml_events(black_box(&registration))),
+    );
     group.bench_function("scan ADD_CLIENT, 10 event types", |b| {
         b.iter(|| scan_document(black_box(&registration), &limits))
     });
@@ -64,6 +69,23 @@ fn cases<M: Measurement>(group: &mut BenchmarkGroup<'_, M>) {
     group.bench_function("serialize SC_REPLY", |b| {
         b.iter(|| black_box(&reply).to_xml())
     });
+}
+
+/// What quick-xml alone costs on a document (no checks, no values): the floor our strict
+/// reader builds on.
+fn quick_xml_events(bytes: &[u8]) -> usize {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return 0;
+    };
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut events = 0;
+    while let Ok(event) = reader.read_event() {
+        if matches!(event, quick_xml::events::Event::Eof) {
+            break;
+        }
+        events += 1;
+    }
+    events
 }
 
 fn wall(c: &mut Criterion<WallTime>) {

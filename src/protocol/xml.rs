@@ -18,7 +18,7 @@ pub(crate) mod write;
 use quick_xml::errors::{Error as QuickXmlError, IllFormedError};
 use quick_xml::events::Event as XmlEvent;
 
-pub(crate) use attrs::{Attributes, RawAttribute};
+pub(crate) use attrs::RawAttribute;
 pub use chars::is_representable;
 use chars::{
     first_unrepresentable, is_all_space, is_name, push_normalized_newlines, resolve_reference,
@@ -77,30 +77,6 @@ impl TextPiece<'_> {
     }
 }
 
-/// A start tag (or an empty-element tag) that passed all syntax checks.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Element<'a> {
-    /// The element name.
-    pub(crate) name: &'a str,
-    /// The raw attribute text after the name.
-    attributes: &'a str,
-}
-
-impl<'a> Element<'a> {
-    /// This element's attributes, in document order.
-    pub(crate) fn attributes(&self) -> Attributes<'a> {
-        Attributes::new(self.attributes)
-    }
-
-    /// Rejects any attribute: for elements whose DTD declares none.
-    pub(crate) fn expect_no_attributes(&self) -> Result<(), ProtocolError> {
-        match self.attributes().next() {
-            Some(attribute) => Err(unknown_attribute(self.name, attribute)),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The INVALID error for an attribute the DTD does not declare on `element`.
 pub(crate) fn unknown_attribute(element: &str, attribute: RawAttribute<'_>) -> ProtocolError {
     ProtocolError::invalid(format!(
@@ -112,8 +88,10 @@ pub(crate) fn unknown_attribute(element: &str, attribute: RawAttribute<'_>) -> P
 /// What the reader found next.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Token<'a> {
-    /// A start tag; its matching [`Token::Close`] follows its content (immediately for `<x/>`).
-    Open(Element<'a>),
+    /// A start tag (or an empty-element tag), by element name; its attributes are in
+    /// [`Reader::attributes`] until the next token is read, and its matching
+    /// [`Token::Close`] follows its content (immediately for `<x/>`).
+    Open(&'a str),
     /// The end of the most recently opened element.
     Close,
     /// Character data inside the root element.
@@ -158,9 +136,8 @@ pub(crate) struct Reader<'a> {
     elements: usize,
     /// An empty-element tag was returned as `Open`; its `Close` is due next.
     pending_close: bool,
-    /// Attribute names of the current tag, for the duplicate check (reused, no allocation
-    /// per tag).
-    seen_attributes: Vec<&'a str>,
+    /// Attributes of the element last opened (reused, no allocation per tag).
+    attributes: Vec<RawAttribute<'a>>,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -224,8 +201,22 @@ impl<'a> Reader<'a> {
             depth: 0,
             elements: 0,
             pending_close: false,
-            seen_attributes: Vec::new(),
+            attributes: Vec::new(),
         })
+    }
+
+    /// The attributes of the element last opened, in document order.
+    /// Read them before asking for the next token.
+    pub(crate) fn attributes(&self) -> &[RawAttribute<'a>] {
+        &self.attributes
+    }
+
+    /// Rejects any attribute on the element just opened, for elements whose DTD declares none.
+    pub(crate) fn expect_no_attributes(&self, element: &str) -> Result<(), ProtocolError> {
+        match self.attributes.first() {
+            Some(&attribute) => Err(unknown_attribute(element, attribute)),
+            None => Ok(()),
+        }
     }
 
     /// How many elements are open.
@@ -338,16 +329,16 @@ impl<'a> Reader<'a> {
                 self.limits.max_elements
             )));
         }
-        attrs::validate(
+        attrs::parse_all(
             name,
             attributes,
             self.limits.max_attributes,
-            &mut self.seen_attributes,
+            &mut self.attributes,
         )
         .map_err(malformed)?;
         self.phase = Phase::Root;
         self.pending_close = empty;
-        Ok(Token::Open(Element { name, attributes }))
+        Ok(Token::Open(name))
     }
 
     fn close(&mut self) -> Token<'a> {

@@ -25,9 +25,17 @@ pub fn is_representable(text: &str) -> bool {
 /// than tab/LF/CR (one byte) and U+FFFE/U+FFFF (`EF BF BE`, `EF BF BF`); surrogates cannot
 /// occur in UTF-8.
 pub(crate) fn first_unrepresentable(bytes: &[u8]) -> Option<usize> {
+    const CHUNK: usize = 64;
+    let is_control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    // A branch-free test per chunk (it vectorizes); the exact position only for a hit.
     let control = bytes
-        .iter()
-        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
+        .chunks(CHUNK)
+        .enumerate()
+        .find(|(_, chunk)| chunk.iter().fold(false, |hit, &b| hit | is_control(b)))
+        .and_then(|(index, chunk)| {
+            let at = chunk.iter().position(|&b| is_control(b))?;
+            Some(index * CHUNK + at)
+        });
     let limit = control.unwrap_or(bytes.len());
     let noncharacter = memchr::memchr_iter(0xEF, &bytes[..limit])
         .find(|&i| matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])));

@@ -2,7 +2,7 @@
 //! text-only content, and the final check of everything after the part a parser judged.
 
 use super::chars::is_all_space;
-use super::{Element, Limits, Reader, TextPiece, Token};
+use super::{Limits, Reader, TextPiece, Token};
 use crate::protocol::error::{ProtocolError, excerpt};
 
 impl<'a> Reader<'a> {
@@ -15,13 +15,10 @@ impl<'a> Reader<'a> {
 
     /// The next child element of `parent`, whose content is elements only: white space is
     /// skipped, other text is INVALID. `None` at the end of `parent`.
-    pub(crate) fn next_child(
-        &mut self,
-        parent: &str,
-    ) -> Result<Option<Element<'a>>, ProtocolError> {
+    pub(crate) fn next_child(&mut self, parent: &str) -> Result<Option<&'a str>, ProtocolError> {
         loop {
             match self.next()? {
-                Token::Open(element) => return Ok(Some(element)),
+                Token::Open(name) => return Ok(Some(name)),
                 Token::Close => return Ok(None),
                 Token::Text(TextPiece::Chars(text)) if is_all_space(text) => {}
                 Token::Text(_) => {
@@ -49,7 +46,7 @@ impl<'a> Reader<'a> {
                 Token::Open(child) => {
                     return Err(ProtocolError::invalid(format!(
                         "<{element}> may contain only text, not element {}",
-                        excerpt(child.name)
+                        excerpt(child)
                     )));
                 }
                 Token::End => {
@@ -63,7 +60,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Parses a whole document whose root must be `root`, with `body` judging the root element
-/// and its content (it must consume everything up to the root's [`Token::Close`]).
+/// (its attributes are in [`Reader::attributes`]) and its content (it must consume everything
+/// up to the root's [`Token::Close`]).
 ///
 /// Enforces the check order of the spec: any MALFORMED finding anywhere in the input wins
 /// over the root-name check, which wins over whatever `body` reports (VERSION first, then
@@ -72,14 +70,14 @@ pub(crate) fn parse_document<'a, T>(
     bytes: &'a [u8],
     limits: &Limits,
     root: &str,
-    body: impl FnOnce(&mut Reader<'a>, Element<'a>) -> Result<T, ProtocolError>,
+    body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
 ) -> Result<T, ProtocolError> {
     let mut reader = Reader::new(bytes, limits)?;
     let result = match reader.next()? {
-        Token::Open(element) if element.name == root => body(&mut reader, element),
-        Token::Open(element) => Err(ProtocolError::invalid(format!(
+        Token::Open(name) if name == root => body(&mut reader),
+        Token::Open(name) => Err(ProtocolError::invalid(format!(
             "the root element is {}, expected {root}",
-            excerpt(element.name)
+            excerpt(name)
         ))),
         _ => Err(ProtocolError::malformed("the document has no root element")),
     };
