@@ -12,7 +12,6 @@
 //! ```
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports, unreachable_pub)]
 mod common;
 
 use std::net::SocketAddr;

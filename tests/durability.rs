@@ -220,11 +220,11 @@ fn storm_client(round: usize, i: usize) -> StormClient {
         Some("ESC_cluster_r_state"),
         &[("r_name", &r_name)],
     )]);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         xml.push_str(&membership());
         types.insert(type_key("EC_Cluster", Some("ESC_cluster_membership"), &[]));
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let group = format!("g{}", i % 5);
         xml.push_str(&event_type(
             "EC_Cluster",
@@ -237,7 +237,7 @@ fn storm_client(round: usize, i: usize) -> StormClient {
             &[("rg_name", &group)],
         ));
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         xml.push_str(&event_type("EC_Cluster", None, &[]));
         types.insert(type_key("EC_Cluster", None, &[]));
     }
