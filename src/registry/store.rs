@@ -195,7 +195,11 @@ impl Store {
     }
 
     /// Writes one batch of changes in one durable transaction.
-    pub fn commit(&self, dirty: &Dirty) -> Result<(), StoreError> {
+    /// If an earlier failure left the store closed, it is reopened first.
+    pub fn commit(&mut self, dirty: &Dirty) -> Result<(), StoreError> {
+        if self.db.is_none() {
+            self.reopen()?;
+        }
         let txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         {
             let mut clients = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
