@@ -7,12 +7,14 @@ use axum::response::IntoResponse;
 use super::ControlState;
 use crate::telemetry;
 
-/// 200 once this instance accepts registrations; 503 while it waits as a standby or stops.
+/// Liveness: 200 whenever the control plane answers, as the active instance or as a standby
+/// (a waiting standby is healthy; restarting it would gain nothing). The body says which.
 pub(super) async fn healthz(State(state): State<ControlState>) -> impl IntoResponse {
-    readiness(&state)
+    let (_, role) = readiness(&state);
+    (StatusCode::OK, role)
 }
 
-/// 200 only on the active instance (the one holding the store).
+/// Readiness: 200 only on the active instance (the one holding the store), 503 otherwise.
 pub(super) async fn readyz(State(state): State<ControlState>) -> impl IntoResponse {
     readiness(&state)
 }
