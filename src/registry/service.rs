@@ -370,7 +370,14 @@ impl<D: Dispatcher> Service<D> {
                 Done::Clients { reply } => {
                     let _ = reply.send(self.registry.clients().cloned().collect());
                 }
-                Done::Removed { .. } => {}
+                Done::Removed { change, reason } => {
+                    // The core has already let the client go: keep the registry in step with it
+                    // and let the next commit make the removal durable.
+                    if let Some(Change::Remove(id)) = change {
+                        self.registry.remove(id);
+                        tracing::warn!(client = %id, reason, "client removal not durable yet; written with the next commit");
+                    }
+                }
             }
         }
     }
