@@ -34,9 +34,10 @@ pub enum StartError {
     Runtime(String),
 }
 
-/// Installs the Prometheus recorder; returns the handle `/metrics` renders.
+/// Installs the Prometheus recorder, describes every metric and creates the series known up
+/// front; returns the handle `/metrics` renders.
 pub fn install_metrics() -> Result<PrometheusHandle, StartError> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(telemetry::DELIVERY_LATENCY.into()),
             telemetry::LATENCY_BUCKETS,
@@ -54,7 +55,24 @@ pub fn install_metrics() -> Result<PrometheusHandle, StartError> {
             )
         })
         .and_then(|b| b.install_recorder())
-        .map_err(|e| StartError::Runtime(format!("metrics: {e}")))
+        .map_err(|e| StartError::Runtime(format!("metrics: {e}")))?;
+    telemetry::describe();
+    Ok(handle)
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets now and then: `install_recorder` leaves
+/// this to us, and without it every sample would be held in memory until the next scrape
+/// (without bound when nobody scrapes).
+async fn metrics_upkeep(prometheus: PrometheusHandle) {
+    let mut every = tokio::time::interval(METRICS_UPKEEP);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        prometheus.run_upkeep();
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then stops cleanly.
@@ -75,6 +93,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), StartError> {
+    let upkeep = tokio::spawn(metrics_upkeep(prometheus.clone()));
     let http = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(|source| StartError::Bind {
@@ -144,6 +163,7 @@ async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), Start
     })
     .await
     .map_err(|e| StartError::Runtime(e.to_string()))?;
+    upkeep.abort();
     tracing::info!("crnpd stopped");
     Ok(())
 }

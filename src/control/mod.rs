@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::engine::CoreDispatcher;
 use crate::registry::service::RegistryHandle;
+use crate::telemetry;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -59,11 +60,13 @@ impl ControlState {
     pub fn activate(&self, registry: RegistryHandle, cores: CoreDispatcher) {
         let _ = self.inner.serving.set(Serving { registry, cores });
         self.inner.active.store(true, Ordering::Release);
+        telemetry::set_active(true);
     }
 
     /// Stops answering as active (shutdown has begun).
     pub fn deactivate(&self) {
         self.inner.active.store(false, Ordering::Release);
+        telemetry::set_active(false);
     }
 
     fn serving(&self) -> Option<&Serving> {

@@ -79,6 +79,11 @@ pub struct CoreDispatcher {
 }
 
 impl CoreDispatcher {
+    /// Commands waiting in each core's inbox, by core number (for a gauge; never blocks).
+    pub fn inbox_depths(&self) -> Vec<usize> {
+        self.cores.iter().map(flume::Sender::len).collect()
+    }
+
     /// Asks every core for its clients' delivery state.
     pub async fn snapshot(&self) -> Vec<ClientStatus> {
         let mut all = Vec::new();

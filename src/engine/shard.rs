@@ -195,9 +195,12 @@ impl Shard {
     ) -> Option<u64> {
         let client = self.clients.get_mut(&id).filter(|c| c.slot == slot)?;
         client.last_delivery = Some(LastDelivery::Error(cause));
+        let queued = client.queue.len();
         match client.queue.failed(now, &self.policy) {
             AfterFailure::RetryAt(_) => None,
             AfterFailure::GiveUp => {
+                // Giving up empties the queue, so `remove` finds nothing left to uncount.
+                self.queued -= queued;
                 let generation = client.generation;
                 self.remove(id);
                 Some(generation)

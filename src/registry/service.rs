@@ -119,6 +119,11 @@ impl RegistryHandle {
         answer.await.unwrap_or(false)
     }
 
+    /// Requests waiting for the service thread (for a gauge; never blocks).
+    pub fn queued(&self) -> usize {
+        self.requests.len()
+    }
+
     /// The registered clients.
     pub async fn clients(&self) -> Vec<ClientRecord> {
         let (reply, answer) = oneshot::channel();
@@ -231,7 +236,10 @@ impl<D: Dispatcher> Service<D> {
                     self.registry.committed();
                     self.finish(done);
                 }
-                Err(error) => self.fail(done, &error),
+                Err(error) => {
+                    telemetry::commit_failed();
+                    self.fail(done, &error);
+                }
             }
             telemetry::clients_registered(self.registry.client_count());
         }
@@ -290,6 +298,9 @@ impl<D: Dispatcher> Service<D> {
                 } => {
                     let answer = match outcome {
                         Ok(change) => {
+                            if matches!(change, Change::Remove(_)) {
+                                telemetry::client_removed("remove_client");
+                            }
                             self.dispatcher.client_changed(change);
                             Reply::new(StatusCode::Ok, format!("{form} accepted"))
                         }
@@ -370,12 +381,17 @@ impl<D: Dispatcher> Service<D> {
                 Done::Clients { reply } => {
                     let _ = reply.send(self.registry.clients().cloned().collect());
                 }
-                Done::Removed { change, reason } => {
-                    // The core has already let the client go: keep the registry in step with it
-                    // and let the next commit make the removal durable.
-                    if let Some(Change::Remove(id)) = change {
-                        self.registry.remove(id);
-                        tracing::warn!(client = %id, reason, "client removal not durable yet; written with the next commit");
+                Done::Removed { change, .. } => {
+                    // The core dropped the client already, but the registry still holds it
+                    // durably: hand it back, so the two agree and its next event is tried again.
+                    if let Some(Change::Remove(id)) = change
+                        && let Some(record) = self.registry.client(id)
+                    {
+                        let record = record.clone();
+                        self.dispatcher.client_changed(Change::Upsert {
+                            record,
+                            replay: Vec::new(),
+                        });
                     }
                 }
             }
