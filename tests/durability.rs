@@ -444,6 +444,59 @@ fn kill9_during_a_registration_storm_keeps_every_acknowledged_client_and_no_refu
     println!("{round} rounds in {:?}", started.elapsed());
 }
 
+/// Registers `n` clients over `threads` concurrent connections; returns (commits, requests
+/// committed) from crnpd's commit-batch histogram.
+fn concurrent_registrations(crnpd: &Crnpd, n: usize, threads: usize) -> (f64, f64) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    let port = u16::try_from(9000 + i).expect("port");
+                    assert_eq!(
+                        crnpd.register(
+                            ip(100 + (i % 20) as u8),
+                            &reg("ADD_CLIENT", port, &membership())
+                        ),
+                        "OK"
+                    );
+                }
+            });
+        }
+    });
+    (
+        crnpd.metric("crnp_registry_commit_batch_size_count", &[]),
+        crnpd.metric("crnp_registry_commit_batch_size_sum", &[]),
+    )
+}
+
+#[test]
+fn concurrent_registrations_share_commits_unless_the_batch_is_limited_to_one() {
+    let grouped = Crnpd::start(&[]);
+    let (commits, requests) = concurrent_registrations(&grouped, 400, 32);
+    assert!(
+        requests >= 400.0,
+        "every registration went through a commit ({requests})"
+    );
+    assert!(
+        commits < requests,
+        "{commits} commits for {requests} requests: some were shared"
+    );
+    println!("group commit: {requests} requests in {commits} commits");
+
+    let single = Crnpd::start(&["--max-commit-batch", "1"]);
+    let (commits, requests) = concurrent_registrations(&single, 100, 16);
+    assert!(requests >= 100.0);
+    assert_eq!(
+        commits, requests,
+        "--max-commit-batch 1: one commit per request"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Recovery and failover delivery
 
