@@ -3,7 +3,7 @@
 //! Prometheus server scraping crnpd reports, through its query API, exactly the events the test
 //! published and delivered, and runs every query of the Grafana dashboard without error.
 //!
-//! Both tools come from Debian's `prometheus` package (`scripts/install-test-deps.sh`); when
+//! Both tools come from Debian's `prometheus` package (`scripts/install-test-deps`); when
 //! they are missing these tests fail and say so, they never skip.
 
 mod common;

@@ -17,8 +17,9 @@ fn parse(bytes: &[u8], limits: &Limits) -> Result<CallbackReg, ProtocolError> {
 fn rejected(bytes: &[u8], limits: &Limits, says: &str) -> ProtocolError {
     let started = Instant::now();
     let error = parse(bytes, limits).expect_err("hostile input must be rejected");
+    // Generous (debug build, shared machine): this catches super-linear blowups, not jitter.
     assert!(
-        started.elapsed() < Duration::from_millis(200),
+        started.elapsed() < Duration::from_secs(2),
         "rejection took {:?}",
         started.elapsed()
     );
@@ -283,12 +284,20 @@ fn long_names_and_values_do_not_echo_back_whole() {
     );
 }
 
-/// All entry points on `bytes`: none may panic, and every success must round-trip.
+/// All entry points on `bytes`: none may panic, `scan_document` must agree with
+/// `CallbackReg::parse`, and every success must round-trip (the fuzz target checks the same).
 fn exercise(bytes: &[u8]) {
     let limits = Limits::default();
-    let _ = scan_document(bytes, &limits);
-    if let Ok(reg) = CallbackReg::parse(bytes, &limits) {
-        assert_eq!(CallbackReg::parse(&reg.to_xml(), &limits), Ok(reg));
+    let scan = scan_document(bytes, &limits);
+    match CallbackReg::parse(bytes, &limits) {
+        Ok(reg) => {
+            assert_eq!(scan, DocumentScan::Complete);
+            assert_eq!(CallbackReg::parse(&reg.to_xml(), &limits), Ok(reg));
+        }
+        Err(error) if scan != DocumentScan::Complete => {
+            assert_eq!(error.status, StatusCode::Malformed)
+        }
+        Err(_) => {}
     }
     if let Ok(reply) = Reply::parse(bytes, &limits) {
         assert_eq!(Reply::parse(&reply.to_xml(), &limits), Ok(reply));

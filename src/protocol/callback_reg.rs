@@ -3,7 +3,7 @@
 use super::NvPair;
 use super::error::{ProtocolError, excerpt};
 use super::version::{self, VERSION};
-use super::xml::{self, Element, Limits, Reader, unknown_attribute, write};
+use super::xml::{self, Limits, Reader, unknown_attribute, write};
 
 /// The four registration forms (`REG_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,9 +161,9 @@ impl EventType {
 
     /// Reads an `SC_EVENT_REG` whose start tag `element` was just returned: `CLASS`
     /// required, `SUBCLASS` optional, content `NVPAIR*`. Structure only; see [`Self::validate`].
-    fn parse(reader: &mut Reader<'_>, element: Element<'_>) -> Result<Self, ProtocolError> {
+    fn parse(reader: &mut Reader<'_>) -> Result<Self, ProtocolError> {
         let (mut class, mut subclass) = (None, None);
-        for attribute in element.attributes() {
+        for &attribute in reader.attributes() {
             match attribute.name {
                 "CLASS" => class = Some(attribute.value().into_owned()),
                 "SUBCLASS" => subclass = Some(attribute.value().into_owned()),
@@ -173,13 +173,13 @@ impl EventType {
         let class = class.ok_or_else(|| ProtocolError::invalid("<SC_EVENT_REG> has no CLASS"))?;
         let mut nvpairs = Vec::new();
         while let Some(child) = reader.next_child("SC_EVENT_REG")? {
-            if child.name != "NVPAIR" {
+            if child != "NVPAIR" {
                 return Err(ProtocolError::invalid(format!(
                     "<SC_EVENT_REG> may contain only <NVPAIR>, found {}",
-                    excerpt(child.name)
+                    excerpt(child)
                 )));
             }
-            nvpairs.push(NvPair::parse(reader, child)?);
+            nvpairs.push(NvPair::parse(reader)?);
         }
         Ok(Self {
             class,
@@ -256,9 +256,9 @@ impl CallbackReg {
     }
 }
 
-fn parse_root(reader: &mut Reader<'_>, root: Element<'_>) -> Result<CallbackReg, ProtocolError> {
+fn parse_root(reader: &mut Reader<'_>) -> Result<CallbackReg, ProtocolError> {
     let (mut version, mut port, mut reg_type, mut unknown) = (None, None, None, None);
-    for attribute in root.attributes() {
+    for &attribute in reader.attributes() {
         match attribute.name {
             "VERSION" => version = Some(attribute),
             "PORT" => port = Some(attribute),
@@ -283,13 +283,13 @@ fn parse_root(reader: &mut Reader<'_>, root: Element<'_>) -> Result<CallbackReg,
     }
     let mut events = Vec::new();
     while let Some(child) = reader.next_child("SC_CALLBACK_REG")? {
-        if child.name != "SC_EVENT_REG" {
+        if child != "SC_EVENT_REG" {
             return Err(ProtocolError::invalid(format!(
                 "<SC_CALLBACK_REG> may contain only <SC_EVENT_REG>, found {}",
-                excerpt(child.name)
+                excerpt(child)
             )));
         }
-        let event = EventType::parse(reader, child)?;
+        let event = EventType::parse(reader)?;
         if reg_type != RegType::RemoveClient {
             event.validate()?;
             events.push(event);

@@ -3,7 +3,7 @@
 use super::NvPair;
 use super::error::{ProtocolError, excerpt};
 use super::version::{self, VERSION};
-use super::xml::{self, Element, Limits, RawAttribute, Reader, unknown_attribute, write};
+use super::xml::{self, Limits, RawAttribute, Reader, unknown_attribute, write};
 
 /// A parsed or to-be-sent `SC_EVENT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +92,10 @@ impl Event {
     }
 }
 
-fn parse_root(reader: &mut Reader<'_>, root: Element<'_>) -> Result<Event, ProtocolError> {
+fn parse_root(reader: &mut Reader<'_>) -> Result<Event, ProtocolError> {
     let mut found: [Option<RawAttribute<'_>>; 5] = [None; 5];
     let mut unknown = None;
-    for attribute in root.attributes() {
+    for &attribute in reader.attributes() {
         let slot = match attribute.name {
             "VERSION" => 0,
             "CLASS" => 1,
@@ -125,13 +125,13 @@ fn parse_root(reader: &mut Reader<'_>, root: Element<'_>) -> Result<Event, Proto
     let publisher = required(publisher, "PUBLISHER")?;
     let mut nvpairs = Vec::new();
     while let Some(child) = reader.next_child("SC_EVENT")? {
-        if child.name != "NVPAIR" {
+        if child != "NVPAIR" {
             return Err(ProtocolError::invalid(format!(
                 "<SC_EVENT> may contain only <NVPAIR>, found {}",
-                excerpt(child.name)
+                excerpt(child)
             )));
         }
-        nvpairs.push(NvPair::parse(reader, child)?);
+        nvpairs.push(NvPair::parse(reader)?);
     }
     Ok(Event {
         class,

@@ -1,7 +1,7 @@
 //! `NVPAIR`: the name/value element shared by registrations and events.
 
 use super::error::ProtocolError;
-use super::xml::{Element, Reader, write};
+use super::xml::{Reader, write};
 
 /// One `NVPAIR`: a name and one value (scalar) or several (string array), in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,25 +43,22 @@ impl NvPair {
 
     /// Reads an `NVPAIR` whose start tag `element` was just returned: `(NAME, VALUE+)`,
     /// no attributes.
-    pub(crate) fn parse(
-        reader: &mut Reader<'_>,
-        element: Element<'_>,
-    ) -> Result<Self, ProtocolError> {
-        element.expect_no_attributes()?;
+    pub(crate) fn parse(reader: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        reader.expect_no_attributes("NVPAIR")?;
         let name = match reader.next_child("NVPAIR")? {
-            Some(child) if child.name == "NAME" => {
-                child.expect_no_attributes()?;
+            Some(child) if child == "NAME" => {
+                reader.expect_no_attributes(child)?;
                 reader.text_content("NAME")?
             }
-            Some(child) => return Err(misplaced(child.name)),
+            Some(child) => return Err(misplaced(child)),
             None => return Err(ProtocolError::invalid("<NVPAIR> has no <NAME>")),
         };
         let mut values = Vec::new();
         while let Some(child) = reader.next_child("NVPAIR")? {
-            if child.name != "VALUE" {
-                return Err(misplaced(child.name));
+            if child != "VALUE" {
+                return Err(misplaced(child));
             }
-            child.expect_no_attributes()?;
+            reader.expect_no_attributes(child)?;
             values.push(reader.text_content("VALUE")?);
         }
         if values.is_empty() {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::error::{ProtocolError, excerpt};
 use super::version::{self, VERSION};
-use super::xml::{self, Element, Limits, Reader, unknown_attribute, write};
+use super::xml::{self, Limits, Reader, unknown_attribute, write};
 
 /// Every `STATUS_CODE` of the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,9 +127,9 @@ impl Reply {
     }
 }
 
-fn parse_root(reader: &mut Reader<'_>, root: Element<'_>) -> Result<Reply, ProtocolError> {
+fn parse_root(reader: &mut Reader<'_>) -> Result<Reply, ProtocolError> {
     let (mut version, mut status, mut unknown) = (None, None, None);
-    for attribute in root.attributes() {
+    for &attribute in reader.attributes() {
         match attribute.name {
             "VERSION" => version = Some(attribute),
             "STATUS_CODE" => status = Some(attribute),
@@ -146,15 +146,15 @@ fn parse_root(reader: &mut Reader<'_>, root: Element<'_>) -> Result<Reply, Proto
         ProtocolError::invalid(format!("unknown STATUS_CODE {}", excerpt(&status_text)))
     })?;
     let message = match reader.next_child("SC_REPLY")? {
-        Some(child) if child.name == "SC_STATUS_MSG" => {
-            child.expect_no_attributes()?;
+        Some(child) if child == "SC_STATUS_MSG" => {
+            reader.expect_no_attributes(child)?;
             reader.text_content("SC_STATUS_MSG")?
         }
-        Some(child) => return Err(unexpected_child(child.name)),
+        Some(child) => return Err(unexpected_child(child)),
         None => return Err(ProtocolError::invalid("<SC_REPLY> has no <SC_STATUS_MSG>")),
     };
     if let Some(child) = reader.next_child("SC_REPLY")? {
-        return Err(unexpected_child(child.name));
+        return Err(unexpected_child(child));
     }
     Ok(Reply { status, message })
 }

@@ -12,16 +12,18 @@
 mod attrs;
 mod chars;
 mod prolog;
+mod walk;
 pub(crate) mod write;
 
 use quick_xml::errors::{Error as QuickXmlError, IllFormedError};
 use quick_xml::events::Event as XmlEvent;
 
-pub(crate) use attrs::{Attributes, RawAttribute};
+pub(crate) use attrs::RawAttribute;
 pub use chars::is_representable;
 use chars::{
     first_unrepresentable, is_all_space, is_name, push_normalized_newlines, resolve_reference,
 };
+pub(crate) use walk::parse_document;
 
 use super::error::{ProtocolError, excerpt};
 
@@ -75,30 +77,6 @@ impl TextPiece<'_> {
     }
 }
 
-/// A start tag (or an empty-element tag) that passed all syntax checks.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Element<'a> {
-    /// The element name.
-    pub(crate) name: &'a str,
-    /// The raw attribute text after the name.
-    attributes: &'a str,
-}
-
-impl<'a> Element<'a> {
-    /// This element's attributes, in document order.
-    pub(crate) fn attributes(&self) -> Attributes<'a> {
-        Attributes::new(self.attributes)
-    }
-
-    /// Rejects any attribute: for elements whose DTD declares none.
-    pub(crate) fn expect_no_attributes(&self) -> Result<(), ProtocolError> {
-        match self.attributes().next() {
-            Some(attribute) => Err(unknown_attribute(self.name, attribute)),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The INVALID error for an attribute the DTD does not declare on `element`.
 pub(crate) fn unknown_attribute(element: &str, attribute: RawAttribute<'_>) -> ProtocolError {
     ProtocolError::invalid(format!(
@@ -110,8 +88,10 @@ pub(crate) fn unknown_attribute(element: &str, attribute: RawAttribute<'_>) -> P
 /// What the reader found next.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Token<'a> {
-    /// A start tag; its matching [`Token::Close`] follows its content (immediately for `<x/>`).
-    Open(Element<'a>),
+    /// A start tag (or an empty-element tag), by element name; its attributes are in
+    /// [`Reader::attributes`] until the next token is read, and its matching
+    /// [`Token::Close`] follows its content (immediately for `<x/>`).
+    Open(&'a str),
     /// The end of the most recently opened element.
     Close,
     /// Character data inside the root element.
@@ -156,9 +136,8 @@ pub(crate) struct Reader<'a> {
     elements: usize,
     /// An empty-element tag was returned as `Open`; its `Close` is due next.
     pending_close: bool,
-    /// Attribute names of the current tag, for the duplicate check (reused, no allocation
-    /// per tag).
-    seen_attributes: Vec<&'a str>,
+    /// Attributes of the element last opened (reused, no allocation per tag).
+    attributes: Vec<RawAttribute<'a>>,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -222,8 +201,22 @@ impl<'a> Reader<'a> {
             depth: 0,
             elements: 0,
             pending_close: false,
-            seen_attributes: Vec::new(),
+            attributes: Vec::new(),
         })
+    }
+
+    /// The attributes of the element last opened, in document order.
+    /// Read them before asking for the next token.
+    pub(crate) fn attributes(&self) -> &[RawAttribute<'a>] {
+        &self.attributes
+    }
+
+    /// Rejects any attribute on the element just opened, for elements whose DTD declares none.
+    pub(crate) fn expect_no_attributes(&self, element: &str) -> Result<(), ProtocolError> {
+        match self.attributes.first() {
+            Some(&attribute) => Err(unknown_attribute(element, attribute)),
+            None => Ok(()),
+        }
     }
 
     /// How many elements are open.
@@ -234,61 +227,6 @@ impl<'a> Reader<'a> {
     /// The next token; running out of input is MALFORMED ("truncated").
     pub(crate) fn next(&mut self) -> Result<Token<'a>, ProtocolError> {
         self.next_token().map_err(Fault::into_error)
-    }
-
-    /// Reads to the end of the document, checking it; the result of a parse whose structure
-    /// was already judged, because any MALFORMED finding outranks an INVALID one.
-    pub(crate) fn finish(&mut self) -> Result<(), ProtocolError> {
-        while !matches!(self.next()?, Token::End) {}
-        Ok(())
-    }
-
-    /// The next child element of `parent`, whose content is elements only: white space is
-    /// skipped, other text is INVALID. `None` at the end of `parent`.
-    pub(crate) fn next_child(
-        &mut self,
-        parent: &str,
-    ) -> Result<Option<Element<'a>>, ProtocolError> {
-        loop {
-            match self.next()? {
-                Token::Open(element) => return Ok(Some(element)),
-                Token::Close => return Ok(None),
-                Token::Text(TextPiece::Chars(text)) if is_all_space(text) => {}
-                Token::Text(_) => {
-                    return Err(ProtocolError::invalid(format!(
-                        "<{parent}> may contain only elements, not text"
-                    )));
-                }
-                Token::End => {
-                    return Err(ProtocolError::malformed(format!(
-                        "<{parent}> is not closed"
-                    )));
-                }
-            }
-        }
-    }
-
-    /// The text of a text-only element, up to its end tag: plain text, references and CDATA
-    /// sections concatenated.
-    pub(crate) fn text_content(&mut self, element: &str) -> Result<String, ProtocolError> {
-        let mut text = String::new();
-        loop {
-            match self.next()? {
-                Token::Text(piece) => piece.push_to(&mut text),
-                Token::Close => return Ok(text),
-                Token::Open(child) => {
-                    return Err(ProtocolError::invalid(format!(
-                        "<{element}> may contain only text, not element {}",
-                        excerpt(child.name)
-                    )));
-                }
-                Token::End => {
-                    return Err(ProtocolError::malformed(format!(
-                        "<{element}> is not closed"
-                    )));
-                }
-            }
-        }
     }
 
     /// The next token, or why there is none.
@@ -391,16 +329,16 @@ impl<'a> Reader<'a> {
                 self.limits.max_elements
             )));
         }
-        attrs::validate(
+        attrs::parse_all(
             name,
             attributes,
             self.limits.max_attributes,
-            &mut self.seen_attributes,
+            &mut self.attributes,
         )
         .map_err(malformed)?;
         self.phase = Phase::Root;
         self.pending_close = empty;
-        Ok(Token::Open(Element { name, attributes }))
+        Ok(Token::Open(name))
     }
 
     fn close(&mut self) -> Token<'a> {
@@ -540,34 +478,4 @@ fn not_utf8(at: usize) -> Fault {
     malformed(format!(
         "the message is not UTF-8: invalid byte sequence at byte {at}"
     ))
-}
-
-/// Parses a whole document whose root must be `root`, with `body` judging the root element
-/// and its content (it must consume everything up to the root's [`Token::Close`]).
-///
-/// Enforces the check order of the spec: any MALFORMED finding anywhere in the input wins
-/// over the root-name check, which wins over whatever `body` reports (VERSION first, then
-/// the rest, as `body` checks them in that order).
-pub(crate) fn parse_document<'a, T>(
-    bytes: &'a [u8],
-    limits: &Limits,
-    root: &str,
-    body: impl FnOnce(&mut Reader<'a>, Element<'a>) -> Result<T, ProtocolError>,
-) -> Result<T, ProtocolError> {
-    let mut reader = Reader::new(bytes, limits)?;
-    let result = match reader.next()? {
-        Token::Open(element) if element.name == root => body(&mut reader, element),
-        Token::Open(element) => Err(ProtocolError::invalid(format!(
-            "the root element is {}, expected {root}",
-            excerpt(element.name)
-        ))),
-        _ => Err(ProtocolError::malformed("the document has no root element")),
-    };
-    match result {
-        Err(error) if error.is_malformed() => Err(error),
-        result => {
-            reader.finish()?;
-            result
-        }
-    }
 }

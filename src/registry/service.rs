@@ -232,7 +232,10 @@ impl<D: Dispatcher> Service<D> {
             let committed = self.store.commit(&dirty);
             telemetry::commit(done.len(), started.elapsed());
             match committed {
-                Ok(()) => self.finish(done),
+                Ok(()) => {
+                    self.registry.committed();
+                    self.finish(done);
+                }
                 Err(error) => {
                     telemetry::commit_failed();
                     self.fail(done, &error);
@@ -337,16 +340,28 @@ impl<D: Dispatcher> Service<D> {
         }
     }
 
-    /// The commit failed: nothing of the batch happened. Reload the durable truth and say so.
+    /// The commit failed: nothing of the batch happened. Undo it in memory (the next commit
+    /// rewrites the keys it touched), reopen the store so that redb accepts writes again once
+    /// the cause is gone (a full disk), and refuse every request of the batch.
     fn fail(&mut self, done: Vec<Done>, error: &StoreError) {
         tracing::error!(%error, requests = done.len(), "registry commit failed; the batch is refused");
-        match self.store.load() {
-            Ok(contents) => {
-                self.registry =
-                    Registry::restore(contents.clients, contents.latest, contents.next_seq)
+        self.registry.rollback();
+        match self.store.reopen() {
+            Ok(()) => {
+                tracing::info!(store = %self.store.path().display(), "store reopened after the failed commit")
             }
-            Err(reload) => {
-                tracing::error!(error = %reload, "cannot reload the registry after a failed commit")
+            Err(StoreError::Locked { path }) => {
+                // The lock was released for the reopen and another crnpd (a standby) took it:
+                // it is the active instance now, and this one must stop serving at once.
+                tracing::error!(store = %path.display(), "another crnpd took the store over during a reopen; exiting");
+                eprintln!(
+                    "crnpd: {}: another crnpd took the store over after a failed commit; exiting",
+                    path.display()
+                );
+                std::process::exit(1);
+            }
+            Err(reopen) => {
+                tracing::error!(error = %reopen, "cannot reopen the store yet; the next commit tries again")
             }
         }
         for item in done {
@@ -366,7 +381,19 @@ impl<D: Dispatcher> Service<D> {
                 Done::Clients { reply } => {
                     let _ = reply.send(self.registry.clients().cloned().collect());
                 }
-                Done::Removed { .. } => {}
+                Done::Removed { change, .. } => {
+                    // The core dropped the client already, but the registry still holds it
+                    // durably: hand it back, so the two agree and its next event is tried again.
+                    if let Some(Change::Remove(id)) = change
+                        && let Some(record) = self.registry.client(id)
+                    {
+                        let record = record.clone();
+                        self.dispatcher.client_changed(Change::Upsert {
+                            record,
+                            replay: Vec::new(),
+                        });
+                    }
+                }
             }
         }
     }

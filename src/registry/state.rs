@@ -44,6 +44,16 @@ pub struct Registry {
     next_generation: u64,
     dirty_clients: HashSet<ClientId>,
     dirty_latest: HashSet<String>,
+    /// What the batch in progress overwrote, so a failed commit can be undone in memory.
+    undo: Undo,
+}
+
+/// The values a batch replaced, recorded at the first change of each key since the last commit.
+#[derive(Debug, Default)]
+struct Undo {
+    clients: HashMap<ClientId, Option<ClientRecord>>,
+    latest: HashMap<String, Option<Arc<PublishedEvent>>>,
+    next_seq: Option<u64>,
 }
 
 /// What changed since the last [`Registry::take_dirty`]: the writes of one durable commit.
@@ -51,8 +61,8 @@ pub struct Registry {
 pub struct Dirty {
     /// Clients to write (`Some`) or delete (`None`).
     pub clients: Vec<(ClientId, Option<ClientRecord>)>,
-    /// Latest events to write.
-    pub latest: Vec<Arc<PublishedEvent>>,
+    /// Latest events to write (`Some`) or delete (`None`, only when a failed batch is undone).
+    pub latest: Vec<(String, Option<Arc<PublishedEvent>>)>,
     /// The next sequence number to hand out.
     pub next_seq: u64,
 }
@@ -186,7 +196,12 @@ impl Registry {
             bytes,
             accepted_at,
         });
+        self.undo.next_seq.get_or_insert(self.next_seq);
         self.next_seq += 1;
+        if !self.undo.latest.contains_key(&published.state_key) {
+            let old = self.latest.get(&published.state_key).cloned();
+            self.undo.latest.insert(published.state_key.clone(), old);
+        }
         self.dirty_latest.insert(published.state_key.clone());
         self.latest
             .insert(published.state_key.clone(), Arc::clone(&published));
@@ -205,7 +220,8 @@ impl Registry {
         found
     }
 
-    /// The writes accumulated since the last call.
+    /// The writes accumulated since the last call. Follow it with [`Registry::committed`] or
+    /// [`Registry::rollback`], as the commit of these writes went.
     pub fn take_dirty(&mut self) -> Dirty {
         let clients = self
             .dirty_clients
@@ -215,7 +231,7 @@ impl Registry {
         let latest = self
             .dirty_latest
             .drain()
-            .filter_map(|key| self.latest.get(&key).cloned())
+            .map(|key| (key.clone(), self.latest.get(&key).cloned()))
             .collect();
         Dirty {
             clients,
@@ -224,13 +240,51 @@ impl Registry {
         }
     }
 
+    /// The last [`Registry::take_dirty`] writes are durable: forget how to undo them.
+    pub fn committed(&mut self) {
+        self.undo = Undo::default();
+    }
+
+    /// The last [`Registry::take_dirty`] writes could not be made durable: restore every key
+    /// they touched to its value before them, and mark those keys to be written again by the
+    /// next commit (a failed commit may still have reached the disk).
+    pub fn rollback(&mut self) {
+        let undo = std::mem::take(&mut self.undo);
+        for (id, old) in undo.clients {
+            match old {
+                Some(record) => self.clients.insert(id, record),
+                None => self.clients.remove(&id),
+            };
+            self.dirty_clients.insert(id);
+        }
+        for (key, old) in undo.latest {
+            match old {
+                Some(event) => self.latest.insert(key.clone(), event),
+                None => self.latest.remove(&key),
+            };
+            self.dirty_latest.insert(key);
+        }
+        if let Some(next_seq) = undo.next_seq {
+            self.next_seq = next_seq;
+        }
+    }
+
+    fn remember(&mut self, id: ClientId) {
+        if !self.undo.clients.contains_key(&id) {
+            let old = self.clients.get(&id).cloned();
+            self.undo.clients.insert(id, old);
+        }
+    }
+
     fn upsert(&mut self, record: ClientRecord, replay: Vec<Arc<PublishedEvent>>) -> Change {
+        self.remember(record.id);
         self.dirty_clients.insert(record.id);
         self.clients.insert(record.id, record.clone());
         Change::Upsert { record, replay }
     }
 
     fn remove_client(&mut self, id: ClientId) -> Change {
+        self.remember(id);
         self.dirty_clients.insert(id);
         self.clients.remove(&id);
         Change::Remove(id)
@@ -373,5 +427,58 @@ mod tests {
         assert_eq!(dirty.latest.len(), 1);
         assert_eq!(dirty.next_seq, 1);
         assert!(registry.take_dirty().clients.is_empty());
+    }
+
+    #[test]
+    fn rollback_restores_the_batch_and_rewrites_its_keys() {
+        let mut registry = Registry::default();
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
+        registry
+            .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 9, 0)
+            .expect("ok");
+        let kept = registry.publish(r_event("a", "OFFLINE"), Instant::now());
+        registry.take_dirty();
+        registry.committed();
+
+        registry
+            .register(IP, &reg(RegType::AddEvents, vec![r_state("b")]), 9, 0)
+            .expect("ok");
+        registry
+            .register(other, &reg(RegType::AddClient, vec![]), 9, 0)
+            .expect("ok");
+        registry.publish(r_event("a", "ONLINE"), Instant::now());
+        registry.publish(r_event("b", "ONLINE"), Instant::now());
+        let failed = registry.take_dirty();
+        assert_eq!(
+            (failed.clients.len(), failed.latest.len(), failed.next_seq),
+            (2, 2, 3)
+        );
+        registry.rollback();
+
+        assert_eq!(registry.client_count(), 1, "the new client is gone");
+        assert_eq!(
+            registry
+                .client(ClientId { ip: IP, port: 7000 })
+                .expect("kept")
+                .types,
+            vec![r_state("a")]
+        );
+        let latest: Vec<u64> = registry.latest().map(|e| e.seq).collect();
+        assert_eq!(latest, vec![kept.seq], "the failed events are gone");
+        let rewrite = registry.take_dirty();
+        assert_eq!(
+            rewrite.next_seq, 1,
+            "sequence numbers of the failed batch are reused"
+        );
+        let mut clients: Vec<bool> = rewrite.clients.iter().map(|(_, r)| r.is_some()).collect();
+        clients.sort_unstable();
+        assert_eq!(
+            clients,
+            vec![false, true],
+            "the old record is rewritten, the new one deleted"
+        );
+        let mut latest: Vec<bool> = rewrite.latest.iter().map(|(_, e)| e.is_some()).collect();
+        latest.sort_unstable();
+        assert_eq!(latest, vec![false, true]);
     }
 }

@@ -93,6 +93,7 @@ async fn run(
             origin,
             target,
             unregister: owned.is_none(),
+            nofile: nofile_limit,
         };
         let result = scenario::run(point).await;
         if let Some(server) = owned {

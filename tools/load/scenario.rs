@@ -27,6 +27,8 @@ const CRNPD_PHASE: u64 = 1;
 const LIMIT_PHASE: u64 = 2;
 /// Most connections the blaster keeps in flight by default (one per subscriber up to this).
 const DEFAULT_LIMIT_CONCURRENCY: usize = 4096;
+/// File descriptors kept free for registrations, the publisher and the runtime.
+const ACCEPT_MARGIN: usize = 512;
 
 /// What a point needs besides the command line.
 pub(crate) struct Point<'a> {
@@ -42,6 +44,8 @@ pub(crate) struct Point<'a> {
     pub(crate) target: Option<Target>,
     /// Whether to unregister at the end (not needed when the server is thrown away).
     pub(crate) unregister: bool,
+    /// The open-files limit in force.
+    pub(crate) nofile: u64,
 }
 
 /// Why a point could not run at all.
@@ -65,8 +69,19 @@ pub(crate) async fn run(point: Point<'_>) -> Result<PointReport, PointError> {
         ..Default::default()
     };
     let addrs = (0..point.subscribers).map(|i| sink_addr(cli.sink_base, cli.sink_ips, i));
-    let sinks = Sinks::start(addrs, point.origin, point.plan.events, seconds(cli.timeout))
-        .map_err(PointError::Sinks)?;
+    let max_open = accept_budget(
+        point.nofile,
+        point.subscribers,
+        limit_concurrency(cli, point.subscribers),
+    );
+    let sinks = Sinks::start(
+        addrs,
+        point.origin,
+        point.plan.events,
+        seconds(cli.timeout),
+        max_open,
+    )
+    .map_err(PointError::Sinks)?;
     if let Some(target) = point.target {
         report.crnpd = Some(crnpd_phase(&point, &sinks, target).await);
     }
@@ -289,10 +304,7 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
         .map(|s| Bytes::from(plan.event(LIMIT_PHASE, s).to_xml()))
         .collect();
     let payload_bytes = payloads.first().map_or(0, Bytes::len);
-    let concurrency = match cli.limit_concurrency {
-        0 => point.subscribers.min(DEFAULT_LIMIT_CONCURRENCY),
-        n => n,
-    };
+    let concurrency = limit_concurrency(cli, point.subscribers);
     sinks.begin_phase(LIMIT_PHASE, |i| plan.expectation(i));
     let bar = progress_bar(cli, "limit", sinks.progress().1);
     let own_cpu = thread_cpu();
@@ -329,6 +341,23 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
     })
 }
 
+/// Connections the blaster keeps in flight.
+fn limit_concurrency(cli: &Cli, subscribers: usize) -> usize {
+    match cli.limit_concurrency {
+        0 => subscribers.min(DEFAULT_LIMIT_CONCURRENCY),
+        n => n,
+    }
+}
+
+/// Accepted connections the sinks may hold open at once: what the open-files limit leaves
+/// after the listeners, the blaster's sockets and a margin, between 16 and 4096.
+fn accept_budget(nofile: u64, subscribers: usize, blaster: usize) -> usize {
+    let used = (subscribers + blaster + ACCEPT_MARGIN) as u64;
+    usize::try_from(nofile.saturating_sub(used))
+        .unwrap_or(usize::MAX)
+        .clamp(16, 4096)
+}
+
 /// The delivery figures of a phase that started sending at `start_ns`.
 fn deliveries(tally: &PhaseTally, start_ns: u64, own_cpu_s: f64) -> Deliveries {
     let seconds = tally.last_delivery_ns.saturating_sub(start_ns) as f64 / 1e9;
@@ -361,4 +390,19 @@ fn progress_bar(cli: &Cli, phase: &'static str, total: u64) -> ProgressBar {
 /// Seconds from the command line as a duration.
 pub(crate) fn seconds(secs: f64) -> Duration {
     Duration::try_from_secs_f64(secs).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accept_budget_fits_the_open_files_limit() {
+        assert_eq!(
+            accept_budget(20_000, 10_000, 4096),
+            20_000 - 10_000 - 4096 - ACCEPT_MARGIN
+        );
+        assert_eq!(accept_budget(1_024, 10_000, 4096), 16);
+        assert_eq!(accept_budget(1_000_000, 100, 100), 4096);
+    }
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crnp::client::{CallbackListener, ClientError, read_event};
 use crnp::protocol::Limits;
-use tokio::sync::{Notify, watch};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinSet;
 
 use crate::plan::load_ids;
@@ -53,6 +54,9 @@ struct Shared {
     limits: Limits,
     /// Deadline for reading one delivery.
     read_timeout: Duration,
+    /// Bounds the accepted connections open at once, so the listeners never run out of file
+    /// descriptors; connections beyond it wait in the kernel's accept queue.
+    open_connections: Semaphore,
 }
 
 /// Locks a mutex, keeping the data of a task that panicked while holding it.
@@ -142,13 +146,15 @@ pub(crate) struct Sinks {
 }
 
 impl Sinks {
-    /// Binds one listener per address in `addrs` (port 0 picks a port) and starts serving.
-    /// `max_seq` is one past the highest load sequence number any phase will publish.
+    /// Binds one listener per address in `addrs` (port 0 picks a port) and starts serving,
+    /// with at most `max_open` accepted connections open at once. `max_seq` is one past the
+    /// highest load sequence number any phase will publish.
     pub(crate) fn start(
         addrs: impl IntoIterator<Item = SocketAddr>,
         origin: Instant,
         max_seq: u64,
         read_timeout: Duration,
+        max_open: usize,
     ) -> Result<Self, ClientError> {
         let listeners = addrs
             .into_iter()
@@ -173,6 +179,7 @@ impl Sinks {
             first_bad: Mutex::new(None),
             limits: Limits::default(),
             read_timeout,
+            open_connections: Semaphore::new(max_open.max(1)),
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -300,16 +307,17 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let accepted = tokio::select! {
+        let (permit, accepted) = tokio::select! {
             biased;
             _ = stop.changed() => return,
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener, &shared.open_connections) => accepted,
         };
         match accepted {
             Ok((mut stream, peer)) => {
                 let delivery =
                     read_event(&mut stream, peer, &shared.limits, shared.read_timeout).await;
                 drop(stream);
+                drop(permit);
                 shared.deliver(index, delivery);
             }
             Err(e) => {
@@ -318,4 +326,16 @@ async fn serve(
             }
         }
     }
+}
+
+/// Waits for a free connection slot, then for the next connection.
+async fn accept<'a>(
+    listener: &CallbackListener,
+    slots: &'a Semaphore,
+) -> (
+    Option<SemaphorePermit<'a>>,
+    Result<(TcpStream, SocketAddr), ClientError>,
+) {
+    let permit = slots.acquire().await.ok();
+    (permit, listener.accept().await)
 }

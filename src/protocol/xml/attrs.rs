@@ -17,21 +17,19 @@ pub(crate) struct RawAttribute<'a> {
     /// The attribute name, a valid XML `Name`.
     pub(crate) name: &'a str,
     /// The text between the quotes, references not yet resolved.
-    pub(crate) raw: &'a str,
+    raw: &'a str,
+    /// The raw text is the value: no reference, tab, LF or CR to process.
+    plain: bool,
 }
 
 impl<'a> RawAttribute<'a> {
     /// The attribute value after reference resolution and attribute-value normalization
     /// (literal tab, CR, LF become spaces; a `\r\n` pair becomes one space).
     ///
-    /// Only meaningful for attributes that passed [`validate`]; an invalid reference in an
-    /// unvalidated value is kept literally rather than failing.
+    /// Borrows when nothing needs processing (the common case); references were validated
+    /// by [`parse_all`], so none fails here.
     pub(crate) fn value(&self) -> Cow<'a, str> {
-        if !self
-            .raw
-            .bytes()
-            .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
-        {
+        if self.plain {
             return Cow::Borrowed(self.raw);
         }
         let mut out = String::with_capacity(self.raw.len());
@@ -63,62 +61,37 @@ fn push_attribute_text(out: &mut String, text: &str) {
     }
 }
 
-/// Iterates the attributes of a tag's attribute text (everything after the element name).
+/// Parses and checks every attribute of a tag into `out` (cleared first): syntax, names,
+/// values, no duplicates, at most `max`.
 ///
-/// Stops at the first syntax error; [`validate`] reports such errors, this iterator is for
-/// reading tags that already passed it.
-#[derive(Debug, Clone)]
-pub(crate) struct Attributes<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Attributes<'a> {
-    /// Attributes of `text`, the part of a tag after the element name.
-    pub(crate) fn new(text: &'a str) -> Self {
-        Self { rest: text }
-    }
-}
-
-impl<'a> Iterator for Attributes<'a> {
-    type Item = RawAttribute<'a>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        next_attribute(&mut self.rest).ok().flatten()
-    }
-}
-
-/// Checks every attribute of a tag: syntax, names, values, no duplicates, at most `max`.
-///
-/// `seen` is scratch space reused across tags so that validation does not allocate per tag.
-pub(crate) fn validate<'a>(
+/// `out` is reused across tags so that reading attributes does not allocate per tag.
+pub(crate) fn parse_all<'a>(
     element: &str,
     text: &'a str,
     max: usize,
-    seen: &mut Vec<&'a str>,
+    out: &mut Vec<RawAttribute<'a>>,
 ) -> Result<(), String> {
-    seen.clear();
+    out.clear();
     let mut rest = text;
-    while let Some(attribute) =
+    while let Some((name, raw)) =
         next_attribute(&mut rest).map_err(|e| format!("in <{element}>: {e}"))?
     {
-        if seen.len() == max {
+        if out.len() == max {
             return Err(format!("<{element}> has more than {max} attributes"));
         }
-        if seen.contains(&attribute.name) {
-            return Err(format!(
-                "<{element}> has attribute {} twice",
-                attribute.name
-            ));
+        if out.iter().any(|seen| seen.name == name) {
+            return Err(format!("<{element}> has attribute {name} twice"));
         }
-        seen.push(attribute.name);
-        check_value(attribute.raw)
-            .map_err(|e| format!("in attribute {} of <{element}>: {e}", attribute.name))?;
+        let plain =
+            check_value(raw).map_err(|e| format!("in attribute {name} of <{element}>: {e}"))?;
+        out.push(RawAttribute { name, raw, plain });
     }
     Ok(())
 }
 
-/// Reads the next attribute from `rest`, advancing it; `Ok(None)` at the end of the tag.
-fn next_attribute<'a>(rest: &mut &'a str) -> Result<Option<RawAttribute<'a>>, String> {
+/// Reads the next attribute (name, raw value) from `rest`, advancing it; `Ok(None)` at the
+/// end of the tag.
+fn next_attribute<'a>(rest: &mut &'a str) -> Result<Option<(&'a str, &'a str)>, String> {
     let text = *rest;
     let after_space = trim_space_start(text);
     if after_space.is_empty() {
@@ -149,18 +122,23 @@ fn next_attribute<'a>(rest: &mut &'a str) -> Result<Option<RawAttribute<'a>>, St
     let close = memchr::memchr(quote, body.as_bytes())
         .ok_or_else(|| format!("the value of attribute {name} has no closing quote"))?;
     *rest = &body[close + 1..];
-    Ok(Some(RawAttribute {
-        name,
-        raw: &body[..close],
-    }))
+    Ok(Some((name, &body[..close])))
 }
 
 fn trim_space_start(text: &str) -> &str {
-    text.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8))
+    let spaces = text.bytes().take_while(|&b| is_space(b)).count();
+    &text[spaces..]
 }
 
-/// Checks a raw attribute value: no `<`, and every `&` starts a known reference.
-fn check_value(raw: &str) -> Result<(), String> {
+/// Checks a raw attribute value: no `<`, and every `&` starts a known reference. Returns
+/// whether the value is plain (nothing to decode or normalize).
+fn check_value(raw: &str) -> Result<bool, String> {
+    if !raw
+        .bytes()
+        .any(|b| matches!(b, b'<' | b'&' | b'\t' | b'\n' | b'\r'))
+    {
+        return Ok(true);
+    }
     if memchr::memchr(b'<', raw.as_bytes()).is_some() {
         return Err("'<' is not allowed in an attribute value (escape it as &lt;)".into());
     }
@@ -170,5 +148,5 @@ fn check_value(raw: &str) -> Result<(), String> {
         resolve_reference(body)?;
         rest = after;
     }
-    Ok(())
+    Ok(false)
 }

@@ -25,9 +25,17 @@ pub fn is_representable(text: &str) -> bool {
 /// than tab/LF/CR (one byte) and U+FFFE/U+FFFF (`EF BF BE`, `EF BF BF`); surrogates cannot
 /// occur in UTF-8.
 pub(crate) fn first_unrepresentable(bytes: &[u8]) -> Option<usize> {
+    const CHUNK: usize = 64;
+    let is_control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    // A branch-free test per chunk (it vectorizes); the exact position only for a hit.
     let control = bytes
-        .iter()
-        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
+        .chunks(CHUNK)
+        .enumerate()
+        .find(|(_, chunk)| chunk.iter().fold(false, |hit, &b| hit | is_control(b)))
+        .and_then(|(index, chunk)| {
+            let at = chunk.iter().position(|&b| is_control(b))?;
+            Some(index * CHUNK + at)
+        });
     let limit = control.unwrap_or(bytes.len());
     let noncharacter = memchr::memchr_iter(0xEF, &bytes[..limit])
         .find(|&i| matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])));
@@ -46,6 +54,15 @@ pub(crate) fn is_all_space(text: &str) -> bool {
 
 /// Whether `name` is an XML `Name`.
 pub(crate) fn is_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let ascii_start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b':';
+    let ascii_rest = |b: u8| ascii_start(b) || b.is_ascii_digit() || b == b'-' || b == b'.';
+    if let Some((&first, rest)) = bytes.split_first()
+        && ascii_start(first)
+        && rest.iter().all(|&b| ascii_rest(b))
+    {
+        return true;
+    }
     let mut chars = name.chars();
     match chars.next() {
         Some(first) if is_name_start(first) => chars.all(is_name_char),

@@ -60,13 +60,35 @@ pub(crate) fn cdata_element(out: &mut Vec<u8>, tag: &str, text: &str) {
 
 /// What to do at `bytes[i]`: `None` to copy it, or `(keep, replacement, skip)`: copy `keep`
 /// bytes from `i`, write `replacement`, resume at `i + skip`.
-type Rule = fn(&[u8], usize) -> Option<(usize, &'static [u8], usize)>;
+type Action = Option<(usize, &'static [u8], usize)>;
 
-/// Copies `bytes` to `out`, applying `rule` at every position.
-fn escape_into(out: &mut Vec<u8>, bytes: &[u8], rule: Rule) {
+/// Copies `bytes` to `out`, applying `rule` at every byte that may need it: ASCII controls
+/// and the bytes in `SPECIAL` (`&<>"]` and the lead byte of U+FFFE/U+FFFF). Everything else
+/// is copied in bulk.
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8], rule: impl Fn(&[u8], usize) -> Action) {
+    const fn special_table() -> [bool; 256] {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            table[b] = true;
+            b += 1;
+        }
+        let specials = b"&<>\"]\xEF";
+        let mut i = 0;
+        while i < specials.len() {
+            table[specials[i] as usize] = true;
+            i += 1;
+        }
+        table
+    }
+    const SPECIAL: [bool; 256] = special_table();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        if !SPECIAL[bytes[i] as usize] {
+            i += 1;
+            continue;
+        }
         match rule(bytes, i) {
             None => i += 1,
             Some((keep, replacement, skip)) => {
@@ -82,7 +104,7 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8], rule: Rule) {
 
 /// Replaces a character XML 1.0 cannot carry with U+FFFD: C0 controls other than tab/LF/CR
 /// (one byte) and U+FFFE/U+FFFF (`EF BF BE`/`EF BF BF`).
-fn unrepresentable(bytes: &[u8], i: usize) -> Option<(usize, &'static [u8], usize)> {
+fn unrepresentable(bytes: &[u8], i: usize) -> Action {
     const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
     match bytes[i] {
         0x00..=0x1F => Some((0, REPLACEMENT, 1)),

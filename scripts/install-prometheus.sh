@@ -15,7 +15,7 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1; then
     as_root="sudo"
 else
-    echo "install-test-deps: run as root (or install sudo) to apt-get install prometheus" >&2
+    echo "install-prometheus: run as root (or install sudo) to apt-get install prometheus" >&2
     exit 1
 fi
 
