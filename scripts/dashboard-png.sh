@@ -5,13 +5,13 @@
 # under load; a burst that builds queues), then renders every panel of
 # docs/grafana-dashboard.json from Prometheus's range-query API with the dashboard_png example.
 #
-# Needs prometheus (scripts/install-test-deps.sh). Only 127.0.0.0/8 is used; everything it
+# Needs prometheus (scripts/install-prometheus.sh). Only 127.0.0.0/8 is used; everything it
 # starts is stopped on exit. Usage: scripts/dashboard-png.sh [OUT.png]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/img/dashboard.png}
 target=${CARGO_TARGET_DIR:-target}
-command -v prometheus >/dev/null || { echo "prometheus is missing: run scripts/install-test-deps.sh" >&2; exit 2; }
+command -v prometheus >/dev/null || { echo "prometheus is missing: run scripts/install-test-deps (or scripts/install-prometheus.sh)" >&2; exit 2; }
 
 cargo build --quiet --release --bin crnpd --bin crnp-load --example dashboard_png
 crnpd_bin=$target/release/crnpd

@@ -24,7 +24,7 @@ pub fn require(tool: &str) -> PathBuf {
     found.unwrap_or_else(|| {
         panic!(
             "`{tool}` is not installed, and this test needs the real one: run \
-             `scripts/install-test-deps.sh` as root (it apt-get installs Debian's `prometheus` \
+             `scripts/install-test-deps` as root (it apt-get installs Debian's `prometheus` \
              package, which ships `prometheus` and `promtool`; .ci/run runs it too)"
         )
     })
