@@ -38,7 +38,7 @@ pub(crate) struct ShardClient {
     pub(crate) generation: u64,
     /// Unique per entry on this core: a delivery task serves only the entry it was started for.
     pub(crate) slot: u64,
-    types: Vec<EventType>,
+    types: Arc<[EventType]>,
     pub(crate) queue: DeliveryQueue<Item>,
     task_running: bool,
     last_enqueued: Option<u64>,
@@ -93,7 +93,7 @@ impl Shard {
                 let client = self.clients.entry(id).or_insert_with(|| ShardClient {
                     generation: record.generation,
                     slot,
-                    types: Vec::new(),
+                    types: Arc::from([]),
                     queue: DeliveryQueue::default(),
                     task_running: false,
                     last_enqueued: None,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -48,8 +49,9 @@ impl FromStr for ClientId {
 pub struct ClientRecord {
     /// Who it is.
     pub id: ClientId,
-    /// What it registered for, canonical and without duplicates.
-    pub types: Vec<EventType>,
+    /// What it registered for, canonical and without duplicates; shared with the client's
+    /// core, so a registration's types exist once in memory.
+    pub types: Arc<[EventType]>,
     /// When its current ADD_CLIENT was applied, in milliseconds since the Unix epoch.
     pub registered_at_ms: u64,
     /// Distinguishes successive registrations of one id, so a stale removal is ignored.

@@ -46,6 +46,11 @@ pub struct Registry {
     dirty_latest: HashSet<String>,
     /// What the batch in progress overwrote, so a failed commit can be undone in memory.
     undo: Undo,
+    /// Type lists in use, each held once: most clients register for the same few lists, so
+    /// sharing them keeps the memory of an idle client small.
+    interned: HashSet<Arc<[EventType]>>,
+    /// Interned lists at the last sweep of unused ones.
+    interned_after_sweep: usize,
 }
 
 /// The values a batch replaced, recorded at the first change of each key since the last commit.
@@ -80,6 +85,7 @@ impl Registry {
         };
         for mut record in clients {
             record.generation = registry.generation();
+            record.types = registry.intern(record.types.to_vec());
             registry.clients.insert(record.id, record);
         }
         for event in latest {
@@ -132,7 +138,7 @@ impl Registry {
                 let replay = self.latest_for(&types);
                 let record = ClientRecord {
                     id,
-                    types,
+                    types: self.intern(types),
                     registered_at_ms: now_ms,
                     generation: self.generation(),
                 };
@@ -145,12 +151,18 @@ impl Registry {
                     .filter(|t| !record.types.contains(t))
                     .collect();
                 let replay = self.latest_for(&added);
-                record.types.extend(added);
+                record.types = self.intern(record.types.iter().cloned().chain(added).collect());
                 Ok(self.upsert(record, replay))
             }
             RegType::RemoveEvents => {
                 let mut record = self.registered(id)?;
-                record.types.retain(|t| !types.contains(t));
+                let kept = record
+                    .types
+                    .iter()
+                    .filter(|t| !types.contains(t))
+                    .cloned()
+                    .collect();
+                record.types = self.intern(kept);
                 Ok(self.upsert(record, Vec::new()))
             }
             RegType::RemoveClient => {
@@ -288,6 +300,21 @@ impl Registry {
         self.dirty_clients.insert(id);
         self.clients.remove(&id);
         Change::Remove(id)
+    }
+
+    /// The shared copy of `types`; lists no client uses any more are dropped from time to time
+    /// (when the table has doubled since the last sweep).
+    fn intern(&mut self, types: Vec<EventType>) -> Arc<[EventType]> {
+        if let Some(shared) = self.interned.get(types.as_slice()) {
+            return Arc::clone(shared);
+        }
+        if self.interned.len() >= 2 * self.interned_after_sweep.max(64) {
+            self.interned.retain(|list| Arc::strong_count(list) > 1);
+            self.interned_after_sweep = self.interned.len();
+        }
+        let shared: Arc<[EventType]> = types.into();
+        self.interned.insert(Arc::clone(&shared));
+        shared
     }
 
     fn generation(&mut self) -> u64 {
@@ -461,7 +488,7 @@ mod tests {
                 .client(ClientId { ip: IP, port: 7000 })
                 .expect("kept")
                 .types,
-            vec![r_state("a")]
+            vec![r_state("a")].into()
         );
         let latest: Vec<u64> = registry.latest().map(|e| e.seq).collect();
         assert_eq!(latest, vec![kept.seq], "the failed events are gone");
@@ -480,5 +507,26 @@ mod tests {
         let mut latest: Vec<bool> = rewrite.latest.iter().map(|(_, e)| e.is_some()).collect();
         latest.sort_unstable();
         assert_eq!(latest, vec![false, true]);
+    }
+
+    #[test]
+    fn clients_with_the_same_types_share_one_list() {
+        let mut registry = Registry::default();
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
+        for ip in [IP, other] {
+            registry
+                .register(ip, &reg(RegType::AddClient, vec![r_state("a")]), 9, 0)
+                .expect("ok");
+        }
+        let first = registry
+            .client(ClientId { ip: IP, port: 7000 })
+            .expect("first");
+        let second = registry
+            .client(ClientId {
+                ip: other,
+                port: 7000,
+            })
+            .expect("second");
+        assert!(Arc::ptr_eq(&first.types, &second.types));
     }
 }
