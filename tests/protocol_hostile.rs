@@ -1,9 +1,8 @@
 //! Guards against hostile input: entity-expansion bombs, external entities, deep nesting,
 //! attribute floods, element floods, oversize messages, NUL and non-UTF-8 bytes, smuggled
-//! trailing data. Each is rejected (never obeyed) with a reason naming the problem, quickly,
-//! and no input makes the parser panic.
-
-use std::time::{Duration, Instant};
+//! trailing data. Each is rejected (never obeyed) with a reason naming the problem, and no
+//! input makes the parser panic. (How fast a rejection is, is measured in benches/codec.rs,
+//! never asserted here.)
 
 use crnp::protocol::{
     CallbackReg, DocumentScan, Event, Limits, ProtocolError, Reply, StatusCode, scan_document,
@@ -15,14 +14,7 @@ fn parse(bytes: &[u8], limits: &Limits) -> Result<CallbackReg, ProtocolError> {
 }
 
 fn rejected(bytes: &[u8], limits: &Limits, says: &str) -> ProtocolError {
-    let started = Instant::now();
     let error = parse(bytes, limits).expect_err("hostile input must be rejected");
-    // Generous (debug build, shared machine): this catches super-linear blowups, not jitter.
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "rejection took {:?}",
-        started.elapsed()
-    );
     assert!(
         error.reason.contains(says),
         "reason {:?} should mention {says:?}",
