@@ -1,8 +1,7 @@
 //! Guards against hostile input: entity-expansion bombs, external entities, deep nesting,
 //! attribute floods, element floods, oversize messages, NUL and non-UTF-8 bytes, smuggled
 //! trailing data. Each is rejected (never obeyed) with a reason naming the problem, and no
-//! input makes the parser panic. (How fast a rejection is, is measured in benches/codec.rs,
-//! never asserted here.)
+//! input makes the parser panic.
 
 use crnp::protocol::{
     CallbackReg, DocumentScan, Event, Limits, ProtocolError, Reply, StatusCode, scan_document,
