@@ -112,7 +112,7 @@ fn no_descriptor_leaks_after_a_hundred_thousand_deliveries_to_live_dead_and_hang
             "OK"
         );
     }
-    for i in 0..300u16 {
+    for i in 0..340u16 {
         let ip = loopback(22, 1 + (i % 200) as u8);
         assert_eq!(
             crnpd.register(ip, &reg("ADD_CLIENT", dead_port(ip), &load_type())),
@@ -131,11 +131,13 @@ fn no_descriptor_leaks_after_a_hundred_thousand_deliveries_to_live_dead_and_hang
     let ok = crnpd.metric("crnp_delivery_attempts_total", &["result=\"ok\""]);
     let failed = crnpd.metric("crnp_delivery_attempts_total", &["result=\"error\""]);
     assert!(ok + failed >= 100_000.0, "{ok} + {failed} attempts");
-    assert!(failed >= 30_000.0, "a third failed: {failed}");
     assert!(
-        crnpd.metric("crnp_delivery_failures_total", &["cause=\"timeout\""]) >= 3000.0,
-        "hanging clients timed out"
+        3.0 * failed >= ok + failed,
+        "a third failed: {failed} of {}",
+        ok + failed
     );
+    let timeouts = crnpd.metric("crnp_delivery_failures_total", &["cause=\"timeout\""]);
+    assert!(timeouts >= 1500.0, "hanging clients timed out: {timeouts}");
     let fds = crnpd.wait_metric("crnp_open_fds", &[], |v| v <= idle_fds);
     assert_eq!(fds, idle_fds, "back to the idle level");
 }
