@@ -59,9 +59,10 @@ fn cases<M: Measurement>(group: &mut BenchmarkGroup<'_, M>) {
         |b| b.iter(|| quick_xml_events(black_box(&registration))),
     );
     let parsed = CallbackReg::parse(&registration, &limits);
-    group.bench_function("baseline: clone and drop the parsed ADD_CLIENT value", |b| {
-        b.iter(|| black_box(&parsed).clone())
-    });
+    group.bench_function(
+        "baseline: clone and drop the parsed ADD_CLIENT value",
+        |b| b.iter(|| black_box(&parsed).clone()),
+    );
     group.bench_function("scan ADD_CLIENT, 10 event types", |b| {
         b.iter(|| scan_document(black_box(&registration), &limits))
     });
