@@ -1,6 +1,7 @@
 //! Wire-format speed: parse an ADD_CLIENT with 10 event types, serialize and parse an SC_EVENT
 //! with 10 name/value pairs, scan a registration for completeness, serialize an SC_REPLY; and,
-//! as a baseline, quick-xml's bare event loop over the same registration.
+//! as baselines, quick-xml's bare event loop over the same registration and a clone of the
+//! parsed value (the allocations any parse into these owned types must make).
 //!
 //! Each case runs twice: `wall/…` in wall-clock time (criterion's default) and `cpu/…` in
 //! this thread's CPU time, which a loaded shared machine inflates far less (time spent
@@ -56,6 +57,11 @@ fn cases<M: Measurement>(group: &mut BenchmarkGroup<'_, M>) {
     group.bench_function(
         "baseline: bare quick-xml event loop over that ADD_CLIENT",
         |b| b.iter(|| quick_xml_events(black_box(&registration))),
+    );
+    let parsed = CallbackReg::parse(&registration, &limits);
+    group.bench_function(
+        "baseline: clone and drop the parsed ADD_CLIENT value",
+        |b| b.iter(|| black_box(&parsed).clone()),
     );
     group.bench_function("scan ADD_CLIENT, 10 event types", |b| {
         b.iter(|| scan_document(black_box(&registration), &limits))

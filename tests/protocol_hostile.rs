@@ -273,6 +273,23 @@ fn long_names_and_values_do_not_echo_back_whole() {
         "reason is {} bytes",
         error.reason.len()
     );
+    // Reasons quoting quick-xml or long names are capped too.
+    let long = "x".repeat(20_000);
+    for doc in [
+        format!("<{long}></y>"),
+        format!("{ROOT}&{long};</SC_CALLBACK_REG>"),
+        format!("<SC_CALLBACK_REG {long}=\"1\" {long}=\"2\"/>"),
+        format!("<SC_CALLBACK_REG {long}/>"),
+        format!("<{long} a=\"<\"/>"),
+    ] {
+        let error = parse(doc.as_bytes(), &Limits::default()).unwrap_err();
+        assert_eq!(error.status, StatusCode::Malformed);
+        assert!(
+            error.reason.len() <= 303,
+            "reason is {} bytes",
+            error.reason.len()
+        );
+    }
 }
 
 /// All entry points on `bytes`: none may panic, `scan_document` must agree with

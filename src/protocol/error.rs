@@ -16,29 +16,32 @@ pub struct ProtocolError {
     pub reason: String,
 }
 
+/// Longest reason kept, in bytes (plus `...`).
+const MAX_REASON_BYTES: usize = 300;
+
 impl ProtocolError {
     /// A `MALFORMED` error: the bytes are not a well-formed XML document we are willing to parse.
     pub fn malformed(reason: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::Malformed,
-            reason: reason.into(),
-        }
+        Self::new(StatusCode::Malformed, reason)
     }
 
     /// An `INVALID` error: well-formed XML that does not follow the CRNP DTDs or rules.
     pub fn invalid(reason: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::Invalid,
-            reason: reason.into(),
-        }
+        Self::new(StatusCode::Invalid, reason)
     }
 
     /// An error with any status code, e.g. `VERSION_TOO_HIGH`.
+    ///
+    /// Reasons longer than 300 bytes are cut (at a character boundary, marked with `...`):
+    /// they may quote hostile input and go back to the peer.
     pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason: reason.into(),
+        let mut reason = reason.into();
+        if reason.len() > MAX_REASON_BYTES {
+            let cut = reason.floor_char_boundary(MAX_REASON_BYTES);
+            reason.truncate(cut);
+            reason.push_str("...");
         }
+        Self { status, reason }
     }
 
     /// Whether this error means the input was not well-formed (and so beats any other error).
@@ -54,5 +57,15 @@ pub(crate) fn excerpt(text: &str) -> String {
     match text.char_indices().nth(MAX_CHARS) {
         Some((cut, _)) => format!("{:?}...", &text[..cut]),
         None => format!("{text:?}"),
+    }
+}
+
+/// Shortens a name (an element or attribute name, already known to be a valid XML `Name`)
+/// for an error reason: names need no quoting, but may be arbitrarily long.
+pub(crate) fn short_name(name: &str) -> &str {
+    const MAX_CHARS: usize = 40;
+    match name.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => &name[..cut],
+        None => name,
     }
 }

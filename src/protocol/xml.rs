@@ -201,7 +201,7 @@ impl<'a> Reader<'a> {
             depth: 0,
             elements: 0,
             pending_close: false,
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(limits.max_attributes.min(8)),
         })
     }
 

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use super::chars::{
     is_name, is_space, push_normalized_newlines, resolve_reference, split_reference,
 };
-use crate::protocol::error::excerpt;
+use crate::protocol::error::{excerpt, short_name};
 
 /// One attribute as written: its name and its raw (still escaped) value.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +72,7 @@ pub(crate) fn parse_all<'a>(
     out: &mut Vec<RawAttribute<'a>>,
 ) -> Result<(), String> {
     out.clear();
+    let element = short_name(element);
     let mut rest = text;
     while let Some((name, raw)) =
         next_attribute(&mut rest).map_err(|e| format!("in <{element}>: {e}"))?
@@ -80,10 +81,13 @@ pub(crate) fn parse_all<'a>(
             return Err(format!("<{element}> has more than {max} attributes"));
         }
         if out.iter().any(|seen| seen.name == name) {
-            return Err(format!("<{element}> has attribute {name} twice"));
+            return Err(format!(
+                "<{element}> has attribute {} twice",
+                short_name(name)
+            ));
         }
-        let plain =
-            check_value(raw).map_err(|e| format!("in attribute {name} of <{element}>: {e}"))?;
+        let plain = check_value(raw)
+            .map_err(|e| format!("in attribute {} of <{element}>: {e}", short_name(name)))?;
         out.push(RawAttribute { name, raw, plain });
     }
     Ok(())
@@ -110,17 +114,18 @@ fn next_attribute<'a>(rest: &mut &'a str) -> Result<Option<(&'a str, &'a str)>, 
         return Err(format!("{} is not a valid attribute name", excerpt(name)));
     }
     let after_name = trim_space_start(&after_space[name_end..]);
+    let name_shown = short_name(name);
     let Some(after_eq) = after_name.strip_prefix('=') else {
-        return Err(format!("attribute {name} is not followed by '='"));
+        return Err(format!("attribute {name_shown} is not followed by '='"));
     };
     let after_eq = trim_space_start(after_eq);
     let quote = match after_eq.as_bytes().first() {
         Some(&q @ (b'"' | b'\'')) => q,
-        _ => return Err(format!("the value of attribute {name} is not quoted")),
+        _ => return Err(format!("the value of attribute {name_shown} is not quoted")),
     };
     let body = &after_eq[1..];
     let close = memchr::memchr(quote, body.as_bytes())
-        .ok_or_else(|| format!("the value of attribute {name} has no closing quote"))?;
+        .ok_or_else(|| format!("the value of attribute {name_shown} has no closing quote"))?;
     *rest = &body[close + 1..];
     Ok(Some((name, &body[..close])))
 }
