@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crnp::client::connect_from;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::procstat::thread_cpu;
@@ -35,6 +35,8 @@ pub(crate) struct BlastPlan {
     pub(crate) timeout: Duration,
     /// The run's clock origin.
     pub(crate) origin: Instant,
+    /// Wait for the receiver's EOF before closing, so the receiver has read everything.
+    pub(crate) await_eof: bool,
 }
 
 /// What the blaster did.
@@ -121,7 +123,12 @@ async fn worker(plan: Arc<BlastPlan>, next: Arc<AtomicUsize>) -> BlastOutcome {
             let Some(payload) = usize::try_from(seq).ok().and_then(|i| plan.payloads.get(i)) else {
                 continue;
             };
-            match tokio::time::timeout(plan.timeout, deliver(plan.source, dest, payload)).await {
+            match tokio::time::timeout(
+                plan.timeout,
+                deliver(plan.source, dest, payload, plan.await_eof),
+            )
+            .await
+            {
                 Ok(Ok(())) => outcome.sent += 1,
                 Ok(Err(e)) => outcome.fail(format!("delivery to {dest}: {e}")),
                 Err(_) => outcome.fail(format!(
@@ -141,14 +148,22 @@ impl BlastOutcome {
     }
 }
 
-/// One delivery: bound socket, connect, write, shut down both directions, close.
+/// One delivery: bound socket, connect, write, shut down both directions, close; with
+/// `await_eof`, shut down writing and wait for the receiver's EOF first.
 async fn deliver(
     source: IpAddr,
     dest: SocketAddr,
     payload: &[u8],
+    await_eof: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut stream = connect_from(Some(source), dest).await?;
     stream.write_all(payload).await?;
-    socket2::SockRef::from(&stream).shutdown(Shutdown::Both)?;
+    if await_eof {
+        stream.shutdown().await?;
+        let mut scratch = [0u8; 64];
+        while stream.read(&mut scratch).await? != 0 {}
+    } else {
+        socket2::SockRef::from(&stream).shutdown(Shutdown::Both)?;
+    }
     Ok(())
 }

@@ -9,10 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crnp::client::{CallbackListener, ClientError, read_event};
+use crnp::client::{ClientError, read_event};
 use crnp::protocol::Limits;
+use socket2::{Domain, Socket, Type};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::plan::load_ids;
@@ -20,7 +23,7 @@ use crate::stats::{Latencies, LatencySummary};
 use crate::verify::{Counts, Expectation, Verifier};
 
 /// Pending connections each callback socket queues.
-const BACKLOG: u32 = 128;
+const BACKLOG: i32 = 128;
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -156,11 +159,8 @@ impl Sinks {
         read_timeout: Duration,
         max_open: usize,
     ) -> Result<Self, ClientError> {
-        let listeners = addrs
-            .into_iter()
-            .map(|addr| CallbackListener::bind(addr, BACKLOG))
-            .collect::<Result<Vec<_>, _>>()?;
-        let addrs: Vec<SocketAddr> = listeners.iter().map(CallbackListener::local_addr).collect();
+        let listeners = addrs.into_iter().map(bind).collect::<Result<Vec<_>, _>>()?;
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, addr)| *addr).collect();
         let shared = Arc::new(Shared {
             origin,
             phase: AtomicU64::new(0),
@@ -183,7 +183,7 @@ impl Sinks {
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (index, listener) in listeners.into_iter().enumerate() {
+        for (index, (listener, _)) in listeners.into_iter().enumerate() {
             tasks.spawn(serve(listener, index, Arc::clone(&shared), stopped.clone()));
         }
         Ok(Self {
@@ -299,20 +299,55 @@ impl Sinks {
     }
 }
 
+/// A non-blocking listening socket on `addr` (port 0 picks one), and its bound address.
+fn bind(addr: SocketAddr) -> Result<(AsyncFd<std::net::TcpListener>, SocketAddr), ClientError> {
+    let listen = |source| ClientError::Listen { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(listen)?;
+    socket.set_reuse_address(true).map_err(listen)?;
+    socket.set_nonblocking(true).map_err(listen)?;
+    socket.bind(&addr.into()).map_err(listen)?;
+    socket.listen(BACKLOG).map_err(listen)?;
+    let listener = std::net::TcpListener::from(socket);
+    let local = listener.local_addr().map_err(listen)?;
+    // SAFETY: the AsyncFd owns the listener, whose descriptor stays open and unchanged until
+    // the AsyncFd drops it.
+    let registered = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) };
+    Ok((registered.map_err(|e| listen(e.into()))?, local))
+}
+
 /// Serves one callback address until told to stop.
+///
+/// It waits for a pending connection before it takes a connection slot, so idle listeners
+/// hold no slots and a listener with work never waits behind them.
 async fn serve(
-    listener: CallbackListener,
+    listener: AsyncFd<std::net::TcpListener>,
     index: usize,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (permit, accepted) = tokio::select! {
+        let ready = tokio::select! {
             biased;
             _ = stop.changed() => return,
-            accepted = accept(&listener, &shared.open_connections) => accepted,
+            ready = listener.readable() => ready,
         };
-        match accepted {
+        let mut ready = match ready {
+            Ok(ready) => ready,
+            Err(e) => return shared.note_bad(format!("listener {index} failed: {e}")),
+        };
+        let permit = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            permit = shared.open_connections.acquire() => permit,
+        };
+        let accepted = match ready.try_io(|inner| inner.get_ref().accept()) {
+            Ok(accepted) => accepted,
+            Err(_would_block) => continue,
+        };
+        match accepted.and_then(|(stream, peer)| {
+            stream.set_nonblocking(true)?;
+            Ok((TcpStream::from_std(stream)?, peer))
+        }) {
             Ok((mut stream, peer)) => {
                 let delivery =
                     read_event(&mut stream, peer, &shared.limits, shared.read_timeout).await;
@@ -321,21 +356,10 @@ async fn serve(
                 shared.deliver(index, delivery);
             }
             Err(e) => {
-                shared.note_bad(e.to_string());
+                drop(permit);
+                shared.note_bad(format!("accept failed: {e}"));
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
-}
-
-/// Waits for a free connection slot, then for the next connection.
-async fn accept<'a>(
-    listener: &CallbackListener,
-    slots: &'a Semaphore,
-) -> (
-    Option<SemaphorePermit<'a>>,
-    Result<(TcpStream, SocketAddr), ClientError>,
-) {
-    let permit = slots.acquire().await.ok();
-    (permit, listener.accept().await)
 }
