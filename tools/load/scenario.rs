@@ -418,8 +418,8 @@ mod tests {
     #[test]
     fn the_accept_budget_fits_the_open_files_limit() {
         assert_eq!(
-            accept_budget(20_000, 10_000, 4096),
-            20_000 - 10_000 - 4096 - ACCEPT_MARGIN
+            accept_budget(16_000, 10_000, 4096),
+            16_000 - 10_000 - 4096 - ACCEPT_MARGIN
         );
         assert_eq!(accept_budget(1_024, 10_000, 4096), 16);
         assert_eq!(accept_budget(1_000_000, 100, 100), 4096);

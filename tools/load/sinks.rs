@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crnp::client::{ClientError, read_event};
-use crnp::protocol::Limits;
+use std::io::{ErrorKind, Read};
+
+use crnp::client::{ClientError, ReceivedEvent};
+use crnp::protocol::{Event, Limits};
 use socket2::{Domain, Socket, Type};
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -76,7 +78,7 @@ impl Shared {
     }
 
     /// Accounts one delivery to subscriber `index`.
-    fn deliver(&self, index: usize, delivery: Result<crnp::client::ReceivedEvent, ClientError>) {
+    fn deliver(&self, index: usize, delivery: Result<ReceivedEvent, ClientError>) {
         let received = match delivery {
             Ok(received) => received,
             Err(e) => return self.note_bad(e.to_string()),
@@ -344,14 +346,11 @@ async fn serve(
             Ok(accepted) => accepted,
             Err(_would_block) => continue,
         };
-        match accepted.and_then(|(stream, peer)| {
-            stream.set_nonblocking(true)?;
-            Ok((TcpStream::from_std(stream)?, peer))
-        }) {
-            Ok((mut stream, peer)) => {
-                let delivery =
-                    read_event(&mut stream, peer, &shared.limits, shared.read_timeout).await;
-                drop(stream);
+        match accepted
+            .and_then(|(stream, peer)| stream.set_nonblocking(true).map(|()| (stream, peer)))
+        {
+            Ok((stream, peer)) => {
+                let delivery = receive(stream, peer, &shared).await;
                 drop(permit);
                 shared.deliver(index, delivery);
             }
@@ -362,4 +361,63 @@ async fn serve(
             }
         }
     }
+}
+
+/// Reads one delivery to EOF and parses it. The whole event and the sender's FIN are usually
+/// queued by the time the connection is accepted, so it first reads without registering the
+/// socket with the runtime, and falls back to an async read under the deadline only when the
+/// data is not all there yet.
+async fn receive(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<ReceivedEvent, ClientError> {
+    let limit = shared.limits.max_message_bytes;
+    let mut raw = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match (&stream).read(&mut chunk) {
+            Ok(0) => return parse(raw, peer, &shared.limits),
+            Ok(n) if raw.len() + n > limit => {
+                return Err(ClientError::TooLarge { addr: peer, limit });
+            }
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(source) => return Err(ClientError::Io { addr: peer, source }),
+        }
+    }
+    let mut stream =
+        TcpStream::from_std(stream).map_err(|source| ClientError::Io { addr: peer, source })?;
+    let rest = async {
+        loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|source| ClientError::Io { addr: peer, source })?;
+            if n == 0 {
+                return Ok(());
+            }
+            if raw.len() + n > limit {
+                return Err(ClientError::TooLarge { addr: peer, limit });
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let timeout = shared.read_timeout;
+    tokio::time::timeout(timeout, rest)
+        .await
+        .map_err(|_| ClientError::Timeout {
+            addr: peer,
+            after: timeout,
+            doing: "reading an SC_EVENT",
+        })??;
+    parse(raw, peer, &shared.limits)
+}
+
+/// Parses a complete delivery.
+fn parse(raw: Vec<u8>, peer: SocketAddr, limits: &Limits) -> Result<ReceivedEvent, ClientError> {
+    let event = Event::parse(&raw, limits)
+        .map_err(|source| ClientError::Protocol { addr: peer, source })?;
+    Ok(ReceivedEvent { event, raw, peer })
 }
