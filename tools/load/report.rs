@@ -114,6 +114,8 @@ pub(crate) struct LimitPhase {
     pub(crate) first_send_error: Option<String>,
     /// Connections kept in flight.
     pub(crate) concurrency: usize,
+    /// Threads the blaster ran on.
+    pub(crate) threads: usize,
     /// Bytes per delivery.
     pub(crate) payload_bytes: usize,
     /// The blaster's CPU per delivery, µs.

@@ -315,25 +315,28 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
     let bar = progress_bar(cli, "limit", sinks.progress().1);
     let own_cpu = thread_cpu();
     let kernel = TcpCounters::read();
-    let outcome = blaster::spawn(BlastPlan {
-        dests: sinks.addrs().to_vec(),
-        expectations: (0..point.subscribers)
-            .map(|i| plan.expectation(i))
-            .collect(),
-        payloads,
-        source: cli.source_addr,
-        concurrency,
-        timeout: seconds(cli.timeout),
-        origin: point.origin,
-        await_eof: cli.limit_await_eof,
-    })
+    let outcome = blaster::spawn(
+        BlastPlan {
+            dests: sinks.addrs().to_vec(),
+            expectations: (0..point.subscribers)
+                .map(|i| plan.expectation(i))
+                .collect(),
+            payloads,
+            source: cli.source_addr,
+            concurrency,
+            timeout: seconds(cli.timeout),
+            origin: point.origin,
+            await_eof: cli.limit_await_eof,
+        },
+        limit_threads(cli),
+    )
     .map_err(PointError::Blaster)?;
     sinks
         .wait(seconds(cli.drain_timeout), |done, _| bar.set_position(done))
         .await;
     bar.finish_and_clear();
     let own_cpu = thread_cpu().saturating_sub(own_cpu).as_secs_f64();
-    let outcome = outcome.await.unwrap_or_default();
+    let outcome = outcome.outcome().await;
     let tally = sinks.tally();
     let mut deliveries = deliveries(
         &tally,
@@ -350,8 +353,18 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
         send_errors: outcome.errors,
         first_send_error: outcome.first_error,
         concurrency,
+        threads: limit_threads(cli),
         payload_bytes,
     })
+}
+
+/// Threads the blaster runs on: `--limit-threads`, or as many as the machine has cores (the
+/// number crnpd uses by default), so both get the same share of a busy machine.
+fn limit_threads(cli: &Cli) -> usize {
+    match cli.limit_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
 }
 
 /// Connections the blaster keeps in flight.
