@@ -51,11 +51,19 @@ fn parse_rule(entry: &str) -> Result<HostRule, HostListError> {
     if entry.eq_ignore_ascii_case("LOCAL") {
         return Ok(HostRule::Local);
     }
-    let error = || HostListError { entry: entry.to_owned() };
+    let error = || HostListError {
+        entry: entry.to_owned(),
+    };
     if entry.contains('/') {
-        return entry.parse::<IpNet>().map(|net| HostRule::Net(net.trunc())).map_err(|_| error());
+        return entry
+            .parse::<IpNet>()
+            .map(|net| HostRule::Net(net.trunc()))
+            .map_err(|_| error());
     }
-    entry.parse::<IpAddr>().map(|ip| HostRule::Net(IpNet::from(ip))).map_err(|_| error())
+    entry
+        .parse::<IpAddr>()
+        .map(|ip| HostRule::Net(IpNet::from(ip)))
+        .map_err(|_| error())
 }
 
 impl fmt::Display for HostList {
@@ -84,7 +92,11 @@ pub struct AccessPolicy {
 impl AccessPolicy {
     /// Builds the policy, reading the attached subnets once (they back `LOCAL`).
     pub fn new(allow: HostList, deny: HostList) -> Self {
-        Self { allow, deny, local_nets: attached_subnets() }
+        Self {
+            allow,
+            deny,
+            local_nets: attached_subnets(),
+        }
     }
 
     /// True when `ip` may register: allowed by some rule and denied by none.
@@ -118,12 +130,12 @@ fn attached_subnets() -> Vec<IpNet> {
     interfaces
         .iter()
         .filter_map(|interface| match &interface.addr {
-            if_addrs::IfAddr::V4(v4) => {
-                ipnet::Ipv4Net::with_netmask(v4.ip, v4.netmask).ok().map(|n| IpNet::V4(n.trunc()))
-            }
-            if_addrs::IfAddr::V6(v6) => {
-                ipnet::Ipv6Net::with_netmask(v6.ip, v6.netmask).ok().map(|n| IpNet::V6(n.trunc()))
-            }
+            if_addrs::IfAddr::V4(v4) => ipnet::Ipv4Net::with_netmask(v4.ip, v4.netmask)
+                .ok()
+                .map(|n| IpNet::V4(n.trunc())),
+            if_addrs::IfAddr::V6(v6) => ipnet::Ipv6Net::with_netmask(v6.ip, v6.netmask)
+                .ok()
+                .map(|n| IpNet::V6(n.trunc())),
         })
         .collect()
 }
@@ -164,8 +176,13 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        let error = "LOCAL,10.0.0.0/33".parse::<HostList>().expect_err("bad mask");
+        let error = "LOCAL,10.0.0.0/33"
+            .parse::<HostList>()
+            .expect_err("bad mask");
         assert_eq!(error.entry, "10.0.0.0/33");
-        assert_eq!("all, 10.0.0.1".parse::<HostList>().expect("ok").to_string(), "ALL,10.0.0.1/32");
+        assert_eq!(
+            "all, 10.0.0.1".parse::<HostList>().expect("ok").to_string(),
+            "ALL,10.0.0.1/32"
+        );
     }
 }

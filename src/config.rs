@@ -21,7 +21,11 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:9445";
 
 /// The `crnpd` command line.
 #[derive(Debug, Parser)]
-#[command(name = "crnpd", version, about = "CRNP server: cluster event notification over TCP")]
+#[command(
+    name = "crnpd",
+    version,
+    about = "CRNP server: cluster event notification over TCP"
+)]
 pub struct Cli {
     /// An operator command; without one, crnpd serves.
     #[command(subcommand)]
@@ -126,7 +130,10 @@ impl FromStr for Seconds {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number of seconds"))?;
         Duration::try_from_secs_f64(value)
             .map(Seconds)
             .map_err(|_| format!("{text:?} is not a non-negative number of seconds"))
@@ -136,13 +143,17 @@ impl FromStr for Seconds {
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(value).map(Seconds).map_err(serde::de::Error::custom)
+        Duration::try_from_secs_f64(value)
+            .map(Seconds)
+            .map_err(serde::de::Error::custom)
     }
 }
 
 impl<'de> Deserialize<'de> for HostList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -221,7 +232,9 @@ pub enum ConfigError {
 impl Settings {
     /// Reads the `--config` file, if any, and layers these settings over it.
     pub fn with_file(self) -> Result<Settings, ConfigError> {
-        let Some(path) = self.config.clone() else { return Ok(self) };
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
         Ok(self.over(read_file(&path)?))
     }
 
@@ -254,9 +267,13 @@ impl Settings {
     /// Fills defaults and validates every value.
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let listen = self.listen.unwrap_or_else(|| parse_default(DEFAULT_LISTEN));
-        let cores = self.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cores = self
+            .cores
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let client_retry_count = self.client_retry_count.unwrap_or(3);
-        let client_retry_interval = self.client_retry_interval.map_or(Duration::from_secs(1800), |s| s.0);
+        let client_retry_interval = self
+            .client_retry_interval
+            .map_or(Duration::from_secs(1800), |s| s.0);
         let client_timeout = self.client_timeout.map_or(Duration::from_secs(60), |s| s.0);
         let admin_token = match (self.admin_token, self.admin_token_file) {
             (Some(token), _) => Some(token),
@@ -272,14 +289,20 @@ impl Settings {
             client_retry_interval,
             client_timeout,
             max_clients: self.max_clients.unwrap_or(100_000),
-            allow_hosts: self.allow_hosts.unwrap_or(HostList(vec![crate::acl::HostRule::Local])),
+            allow_hosts: self
+                .allow_hosts
+                .unwrap_or(HostList(vec![crate::acl::HostRule::Local])),
             deny_hosts: self.deny_hosts.unwrap_or_default(),
-            source_addr: self.source_addr.or_else(|| (!listen.ip().is_unspecified()).then(|| listen.ip())),
+            source_addr: self
+                .source_addr
+                .or_else(|| (!listen.ip().is_unspecified()).then(|| listen.ip())),
             max_message_bytes: self.max_message_bytes.unwrap_or(64 * 1024),
             max_connections: self.max_connections.unwrap_or(4096),
             max_queue_depth: self.max_queue_depth.unwrap_or(10_000),
             max_commit_batch: self.max_commit_batch.unwrap_or(4096),
-            shutdown_timeout: self.shutdown_timeout.map_or(Duration::from_secs(5), |s| s.0),
+            shutdown_timeout: self
+                .shutdown_timeout
+                .map_or(Duration::from_secs(5), |s| s.0),
             standby: self.standby.unwrap_or(false),
             admin_token,
         };
@@ -290,7 +313,12 @@ impl Settings {
 
 impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        check("cores", self.cores, (1..=1024).contains(&self.cores), "1 to 1024")?;
+        check(
+            "cores",
+            self.cores,
+            (1..=1024).contains(&self.cores),
+            "1 to 1024",
+        )?;
         check(
             "client-retry-count",
             self.client_retry_count,
@@ -303,16 +331,36 @@ impl Config {
             self.client_timeout >= Duration::from_millis(1),
             "at least 0.001 seconds",
         )?;
-        check("max-clients", self.max_clients, self.max_clients >= 1, "at least 1")?;
+        check(
+            "max-clients",
+            self.max_clients,
+            self.max_clients >= 1,
+            "at least 1",
+        )?;
         check(
             "max-message-bytes",
             self.max_message_bytes,
             (256..=16 << 20).contains(&self.max_message_bytes),
             "256 to 16777216 bytes",
         )?;
-        check("max-connections", self.max_connections, self.max_connections >= 1, "at least 1")?;
-        check("max-queue-depth", self.max_queue_depth, self.max_queue_depth >= 1, "at least 1")?;
-        check("max-commit-batch", self.max_commit_batch, self.max_commit_batch >= 1, "at least 1")?;
+        check(
+            "max-connections",
+            self.max_connections,
+            self.max_connections >= 1,
+            "at least 1",
+        )?;
+        check(
+            "max-queue-depth",
+            self.max_queue_depth,
+            self.max_queue_depth >= 1,
+            "at least 1",
+        )?;
+        check(
+            "max-commit-batch",
+            self.max_commit_batch,
+            self.max_commit_batch >= 1,
+            "at least 1",
+        )?;
         Ok(())
     }
 
@@ -322,23 +370,44 @@ impl Config {
     }
 }
 
-fn check(setting: &'static str, value: impl ToString, ok: bool, expected: &'static str) -> Result<(), ConfigError> {
-    if ok { Ok(()) } else { Err(ConfigError::OutOfRange { setting, value: value.to_string(), expected }) }
+fn check(
+    setting: &'static str,
+    value: impl ToString,
+    ok: bool,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            setting,
+            value: value.to_string(),
+            expected,
+        })
+    }
 }
 
 fn parse_default(text: &str) -> SocketAddr {
-    text.parse().unwrap_or_else(|_| unreachable!("embedded default address {text} parses"))
+    text.parse()
+        .unwrap_or_else(|_| unreachable!("embedded default address {text} parses"))
 }
 
 fn read_file(path: &Path) -> Result<Settings, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::ParseFile { path: path.to_owned(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     if token.is_empty() {
         return Err(ConfigError::OutOfRange {
@@ -355,7 +424,9 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Settings {
-        Cli::try_parse_from(std::iter::once("crnpd").chain(args.iter().copied())).expect("valid flags").settings
+        Cli::try_parse_from(std::iter::once("crnpd").chain(args.iter().copied()))
+            .expect("valid flags")
+            .settings
     }
 
     #[test]
@@ -371,9 +442,22 @@ mod tests {
     fn flags_beat_the_file_and_fractions_of_seconds_work() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("crnpd.toml");
-        std::fs::write(&file, "client-timeout = 9\nmax-clients = 7\nallow-hosts = \"ALL\"\n").expect("write");
-        let settings = parse(&["--config", file.to_str().expect("utf8"), "--client-timeout", "0.2"]);
-        let config = settings.with_file().expect("file").resolve().expect("valid");
+        std::fs::write(
+            &file,
+            "client-timeout = 9\nmax-clients = 7\nallow-hosts = \"ALL\"\n",
+        )
+        .expect("write");
+        let settings = parse(&[
+            "--config",
+            file.to_str().expect("utf8"),
+            "--client-timeout",
+            "0.2",
+        ]);
+        let config = settings
+            .with_file()
+            .expect("file")
+            .resolve()
+            .expect("valid");
         assert_eq!(config.client_timeout, Duration::from_millis(200));
         assert_eq!(config.max_clients, 7);
         assert_eq!(config.allow_hosts.to_string(), "ALL");
@@ -381,18 +465,24 @@ mod tests {
 
     #[test]
     fn out_of_range_and_unknown_keys_are_refused_with_their_name() {
-        let error = parse(&["--client-retry-count", "0"]).resolve().expect_err("0 attempts");
+        let error = parse(&["--client-retry-count", "0"])
+            .resolve()
+            .expect_err("0 attempts");
         assert!(error.to_string().contains("client-retry-count"), "{error}");
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "max-client = 7\n").expect("write");
-        let error = parse(&["--config", file.to_str().expect("utf8")]).with_file().expect_err("typo");
+        let error = parse(&["--config", file.to_str().expect("utf8")])
+            .with_file()
+            .expect_err("typo");
         assert!(error.to_string().contains("max-client"), "{error}");
     }
 
     #[test]
     fn a_wildcard_listen_leaves_the_source_address_to_the_kernel() {
-        let config = parse(&["--listen", "0.0.0.0:9444"]).resolve().expect("valid");
+        let config = parse(&["--listen", "0.0.0.0:9444"])
+            .resolve()
+            .expect("valid");
         assert_eq!(config.source_addr, None);
     }
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Event, NvPair};
+use crate::protocol::{Event, EventType, NvPair};
 
 /// Vendor of cluster events when a publisher does not name one.
 pub const DEFAULT_VENDOR: &str = "SUNW";
@@ -72,6 +72,37 @@ impl JsonBody {
     }
 }
 
+/// A registered event type as JSON shows it (admin API, store export).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonEventType {
+    /// `CLASS`.
+    pub class: String,
+    /// `SUBCLASS`, absent for a class-wide registration.
+    pub subclass: Option<String>,
+    /// The pairs that narrow it.
+    pub nvpairs: Vec<JsonNvPair>,
+}
+
+impl From<&EventType> for JsonEventType {
+    fn from(t: &EventType) -> Self {
+        JsonEventType {
+            class: t.class.clone(),
+            subclass: t.subclass.clone(),
+            nvpairs: t.nvpairs.iter().map(json_pair).collect(),
+        }
+    }
+}
+
+fn json_pair(pair: &NvPair) -> JsonNvPair {
+    JsonNvPair {
+        name: pair.name.clone(),
+        value: match pair.values.as_slice() {
+            [one] => JsonValue::Scalar(one.clone()),
+            many => JsonValue::Array(many.to_vec()),
+        },
+    }
+}
+
 fn default_vendor() -> String {
     DEFAULT_VENDOR.to_owned()
 }
@@ -109,17 +140,7 @@ impl From<&Event> for JsonEvent {
             subclass: event.subclass.clone(),
             vendor: event.vendor.clone(),
             publisher: event.publisher.clone(),
-            nvpairs: event
-                .nvpairs
-                .iter()
-                .map(|pair| JsonNvPair {
-                    name: pair.name.clone(),
-                    value: match pair.values.as_slice() {
-                        [one] => JsonValue::Scalar(one.clone()),
-                        many => JsonValue::Array(many.to_vec()),
-                    },
-                })
-                .collect(),
+            nvpairs: event.nvpairs.iter().map(json_pair).collect(),
         }
     }
 }
@@ -145,8 +166,13 @@ mod tests {
     #[test]
     fn a_batch_keeps_its_order_and_unknown_fields_are_refused() {
         let batch = r#"[{"class":"A","subclass":"1"},{"class":"B","subclass":"2"}]"#;
-        let events = serde_json::from_str::<JsonBody>(batch).expect("valid").into_events();
-        assert_eq!(events.iter().map(|e| e.class.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        let events = serde_json::from_str::<JsonBody>(batch)
+            .expect("valid")
+            .into_events();
+        assert_eq!(
+            events.iter().map(|e| e.class.as_str()).collect::<Vec<_>>(),
+            ["A", "B"]
+        );
         assert!(serde_json::from_str::<JsonBody>(r#"{"class":"A","subclass":"1","x":1}"#).is_err());
     }
 }

@@ -34,14 +34,45 @@ pub enum StartError {
     Runtime(String),
 }
 
-/// Installs the Prometheus recorder; returns the handle `/metrics` renders.
+/// Installs the Prometheus recorder, describes every metric and creates the series known up
+/// front; returns the handle `/metrics` renders.
 pub fn install_metrics() -> Result<PrometheusHandle, StartError> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(telemetry::DELIVERY_LATENCY.into()), telemetry::LATENCY_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(telemetry::COMMIT_SECONDS.into()), telemetry::LATENCY_BUCKETS))
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(telemetry::COMMIT_BATCH.into()), telemetry::BATCH_BUCKETS))
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(telemetry::DELIVERY_LATENCY.into()),
+            telemetry::LATENCY_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(telemetry::COMMIT_SECONDS.into()),
+                telemetry::LATENCY_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(telemetry::COMMIT_BATCH.into()),
+                telemetry::BATCH_BUCKETS,
+            )
+        })
         .and_then(|b| b.install_recorder())
-        .map_err(|e| StartError::Runtime(format!("metrics: {e}")))
+        .map_err(|e| StartError::Runtime(format!("metrics: {e}")))?;
+    telemetry::describe();
+    Ok(handle)
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets now and then: `install_recorder` leaves
+/// this to us, and without it every sample would be held in memory until the next scrape
+/// (without bound when nobody scrapes).
+async fn metrics_upkeep(prometheus: PrometheusHandle) {
+    let mut every = tokio::time::interval(METRICS_UPKEEP);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        prometheus.run_upkeep();
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then stops cleanly.
@@ -62,18 +93,32 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), StartError> {
+    let upkeep = tokio::spawn(metrics_upkeep(prometheus.clone()));
     let http = tokio::net::TcpListener::bind(config.http)
         .await
-        .map_err(|source| StartError::Bind { addr: config.http, source })?;
-    let http_addr = http.local_addr().map_err(|source| StartError::Bind { addr: config.http, source })?;
-    let state = ControlState::new(prometheus, config.admin_token.clone(), config.max_message_bytes.max(1 << 20));
+        .map_err(|source| StartError::Bind {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = http.local_addr().map_err(|source| StartError::Bind {
+        addr: config.http,
+        source,
+    })?;
+    let state = ControlState::new(
+        prometheus,
+        config.admin_token.clone(),
+        config.max_message_bytes.max(1 << 20),
+    );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = control::router(state.clone());
     let http_task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = http_stopped.await;
         };
-        if let Err(error) = axum::serve(http, router).with_graceful_shutdown(shutdown).await {
+        if let Err(error) = axum::serve(http, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(%error, "control plane stopped");
         }
     });
@@ -85,10 +130,17 @@ async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), Start
             return Ok(());
         }
     };
-    let (listeners, listen) = engine::bind(&config).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let (listeners, listen) = engine::bind(&config).map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    telemetry::register_cores(config.cores);
     let channels = CoreChannels::new(config.cores);
     let dispatcher = channels.dispatcher();
-    let limits = ServiceLimits { max_clients: config.max_clients, max_commit_batch: config.max_commit_batch };
+    let limits = ServiceLimits {
+        max_clients: config.max_clients,
+        max_commit_batch: config.max_commit_batch,
+    };
     let (registry, registry_thread) = service::start(store, limits, dispatcher.clone())?;
     let engine = Engine::start(&config, listeners, listen, channels, &registry)
         .map_err(|e| StartError::Runtime(format!("cores: {e}")))?;
@@ -112,6 +164,7 @@ async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), Start
     })
     .await
     .map_err(|e| StartError::Runtime(e.to_string()))?;
+    upkeep.abort();
     tracing::info!("crnpd stopped");
     Ok(())
 }

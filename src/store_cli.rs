@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::StoreAction;
-use crate::event_json::JsonEvent;
+use crate::event_json::{JsonEvent, JsonEventType};
 use crate::registry::{Store, StoreContents};
 
 #[derive(Serialize)]
@@ -19,7 +19,7 @@ struct Export {
 struct ExportedClient {
     address: String,
     registered_at_ms: u64,
-    event_types: Vec<(String, Option<String>, Vec<(String, Vec<String>)>)>,
+    event_types: Vec<JsonEventType>,
 }
 
 #[derive(Serialize)]
@@ -30,7 +30,7 @@ struct ExportedEvent {
 
 /// Runs a store command; the error is the message for the operator.
 pub fn run(action: StoreAction, data_dir: &Path) -> Result<(), String> {
-    let store = Store::open(data_dir).map_err(|e| e.to_string())?;
+    let store = Store::open_existing(data_dir).map_err(|e| e.to_string())?;
     let contents = store.load().map_err(|e| e.to_string())?;
     match action {
         StoreAction::Check => {
@@ -43,7 +43,8 @@ pub fn run(action: StoreAction, data_dir: &Path) -> Result<(), String> {
             );
         }
         StoreAction::Export => {
-            let json = serde_json::to_string_pretty(&export(contents)).map_err(|e| e.to_string())?;
+            let json =
+                serde_json::to_string_pretty(&export(contents)).map_err(|e| e.to_string())?;
             println!("{json}");
         }
     }
@@ -57,19 +58,22 @@ fn export(contents: StoreContents) -> Export {
         .map(|c| ExportedClient {
             address: c.id.to_string(),
             registered_at_ms: c.registered_at_ms,
-            event_types: c
-                .types
-                .iter()
-                .map(|t| {
-                    let pairs = t.nvpairs.iter().map(|p| (p.name.clone(), p.values.clone())).collect();
-                    (t.class.clone(), t.subclass.clone(), pairs)
-                })
-                .collect(),
+            event_types: c.types.iter().map(JsonEventType::from).collect(),
         })
         .collect();
     clients.sort_by(|a, b| a.address.cmp(&b.address));
-    let mut latest: Vec<ExportedEvent> =
-        contents.latest.iter().map(|e| ExportedEvent { seq: e.seq, event: JsonEvent::from(&e.event) }).collect();
+    let mut latest: Vec<ExportedEvent> = contents
+        .latest
+        .iter()
+        .map(|e| ExportedEvent {
+            seq: e.seq,
+            event: JsonEvent::from(&e.event),
+        })
+        .collect();
     latest.sort_by_key(|e| e.seq);
-    Export { next_seq: contents.next_seq, clients, latest }
+    Export {
+        next_seq: contents.next_seq,
+        clients,
+        latest,
+    }
 }

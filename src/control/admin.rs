@@ -9,41 +9,24 @@ use serde::Serialize;
 use super::ControlState;
 use super::auth::require_token;
 use crate::engine::ClientStatus;
-use crate::protocol::EventType;
+use crate::event_json::JsonEventType;
 use crate::registry::{ClientId, ClientRecord};
 
 /// A client as the admin API shows it.
 #[derive(Debug, Serialize)]
 struct ClientView {
     address: String,
-    event_types: Vec<TypeView>,
+    event_types: Vec<JsonEventType>,
     queued: usize,
     registered_at: String,
     registered_at_ms: u64,
     last_delivery: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct TypeView {
-    class: String,
-    subclass: Option<String>,
-    nvpairs: Vec<(String, Vec<String>)>,
-}
-
-impl From<&EventType> for TypeView {
-    fn from(t: &EventType) -> Self {
-        TypeView {
-            class: t.class.clone(),
-            subclass: t.subclass.clone(),
-            nvpairs: t.nvpairs.iter().map(|p| (p.name.clone(), p.values.clone())).collect(),
-        }
-    }
-}
-
 fn view(record: &ClientRecord, status: Option<&ClientStatus>) -> ClientView {
     ClientView {
         address: record.id.to_string(),
-        event_types: record.types.iter().map(TypeView::from).collect(),
+        event_types: record.types.iter().map(JsonEventType::from).collect(),
         queued: status.map_or(0, |s| s.queued),
         registered_at: rfc3339(record.registered_at_ms),
         registered_at_ms: record.registered_at_ms,
@@ -53,38 +36,70 @@ fn view(record: &ClientRecord, status: Option<&ClientStatus>) -> ClientView {
 
 /// `GET /v1/clients`.
 pub(super) async fn list(State(state): State<ControlState>) -> Response {
-    let Some(serving) = state.serving() else { return not_active() };
+    let Some(serving) = state.serving() else {
+        return not_active();
+    };
     let records = serving.registry.clients().await;
-    let statuses: HashMap<ClientId, ClientStatus> =
-        serving.cores.snapshot().await.into_iter().map(|s| (s.id, s)).collect();
-    let mut views: Vec<ClientView> = records.iter().map(|r| view(r, statuses.get(&r.id))).collect();
+    let statuses: HashMap<ClientId, ClientStatus> = serving
+        .cores
+        .snapshot()
+        .await
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
+    let mut views: Vec<ClientView> = records
+        .iter()
+        .map(|r| view(r, statuses.get(&r.id)))
+        .collect();
     views.sort_by(|a, b| a.address.cmp(&b.address));
     axum::Json(views).into_response()
 }
 
 /// `GET /v1/clients/{ip}:{port}`.
-pub(super) async fn show(State(state): State<ControlState>, Path(client): Path<String>) -> Response {
-    let Some(serving) = state.serving() else { return not_active() };
+pub(super) async fn show(
+    State(state): State<ControlState>,
+    Path(client): Path<String>,
+) -> Response {
+    let Some(serving) = state.serving() else {
+        return not_active();
+    };
     let id = match parse_id(&client) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
-    let Some(record) = serving.registry.clients().await.into_iter().find(|r| r.id == id) else {
+    let Some(record) = serving
+        .registry
+        .clients()
+        .await
+        .into_iter()
+        .find(|r| r.id == id)
+    else {
         return unknown(&client);
     };
-    let status = serving.cores.snapshot().await.into_iter().find(|s| s.id == id);
+    let status = serving
+        .cores
+        .snapshot()
+        .await
+        .into_iter()
+        .find(|s| s.id == id);
     axum::Json(view(&record, status.as_ref())).into_response()
 }
 
 /// `DELETE /v1/clients/{ip}:{port}`: removes the client as REMOVE_CLIENT would.
-pub(super) async fn delete(State(state): State<ControlState>, headers: HeaderMap, Path(client): Path<String>) -> Response {
+pub(super) async fn delete(
+    State(state): State<ControlState>,
+    headers: HeaderMap,
+    Path(client): Path<String>,
+) -> Response {
     if let Err(refusal) = require_token(&state, &headers) {
         return refusal.into_response();
     }
-    let Some(serving) = state.serving() else { return not_active() };
+    let Some(serving) = state.serving() else {
+        return not_active();
+    };
     let id = match parse_id(&client) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     if serving.registry.delete_client(id).await {
         (StatusCode::NO_CONTENT, "").into_response()
@@ -93,19 +108,29 @@ pub(super) async fn delete(State(state): State<ControlState>, headers: HeaderMap
     }
 }
 
-fn parse_id(text: &str) -> Result<ClientId, Response> {
+fn parse_id(text: &str) -> Result<ClientId, (StatusCode, String)> {
     text.parse().map_err(|_| {
-        (StatusCode::BAD_REQUEST, format!("{text:?} is not a client address: expected IP:PORT (IPv6 as [IP]:PORT)\n"))
-            .into_response()
+        (
+            StatusCode::BAD_REQUEST,
+            format!("{text:?} is not a client address: expected IP:PORT (IPv6 as [IP]:PORT)\n"),
+        )
     })
 }
 
 fn unknown(client: &str) -> Response {
-    (StatusCode::NOT_FOUND, format!("no client {client} is registered\n")).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        format!("no client {client} is registered\n"),
+    )
+        .into_response()
 }
 
 fn not_active() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, "not active (standby or stopping)\n").into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not active (standby or stopping)\n",
+    )
+        .into_response()
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC, e.g. `2026-11-21T23:50:16.123Z`.
@@ -114,7 +139,10 @@ fn rfc3339(ms: u64) -> String {
     let days = secs / 86_400;
     let (hour, minute, second) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let (year, month, day) = civil_from_days(days as i64);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:03}Z", ms % 1000)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:03}Z",
+        ms % 1000
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::engine::CoreDispatcher;
 use crate::registry::service::RegistryHandle;
+use crate::telemetry;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -39,7 +40,11 @@ struct Serving {
 
 impl ControlState {
     /// A control plane that answers health and metrics now, and the rest once [`Self::activate`] is called.
-    pub fn new(prometheus: PrometheusHandle, admin_token: Option<String>, max_body_bytes: usize) -> Self {
+    pub fn new(
+        prometheus: PrometheusHandle,
+        admin_token: Option<String>,
+        max_body_bytes: usize,
+    ) -> Self {
         ControlState {
             inner: Arc::new(Inner {
                 serving: OnceLock::new(),
@@ -55,15 +60,21 @@ impl ControlState {
     pub fn activate(&self, registry: RegistryHandle, cores: CoreDispatcher) {
         let _ = self.inner.serving.set(Serving { registry, cores });
         self.inner.active.store(true, Ordering::Release);
+        telemetry::set_active(true);
     }
 
     /// Stops answering as active (shutdown has begun).
     pub fn deactivate(&self) {
         self.inner.active.store(false, Ordering::Release);
+        telemetry::set_active(false);
     }
 
     fn serving(&self) -> Option<&Serving> {
-        self.inner.active.load(Ordering::Acquire).then(|| self.inner.serving.get()).flatten()
+        self.inner
+            .active
+            .load(Ordering::Acquire)
+            .then(|| self.inner.serving.get())
+            .flatten()
     }
 }
 
@@ -76,7 +87,10 @@ pub fn router(state: ControlState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/events", post(publish::publish))
         .route("/v1/clients", get(admin::list))
-        .route("/v1/clients/{client}", get(admin::show).delete(admin::delete))
+        .route(
+            "/v1/clients/{client}",
+            get(admin::show).delete(admin::delete),
+        )
         .layer(body_limit)
         .with_state(state)
 }

@@ -17,12 +17,20 @@ struct Accepted {
 }
 
 /// Accepts events; answers 202 with their sequence numbers once they are durable.
-pub(super) async fn publish(State(state): State<ControlState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn publish(
+    State(state): State<ControlState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(refusal) = require_token(&state, &headers) {
         return refusal.into_response();
     }
     let Some(serving) = state.serving() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not active (standby or stopping)\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not active (standby or stopping)\n",
+        )
+            .into_response();
     };
     let events = match parse_body(&headers, &body, state.inner.max_body_bytes) {
         Ok(events) => events,
@@ -35,13 +43,25 @@ pub(super) async fn publish(State(state): State<ControlState>, headers: HeaderMa
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8], max_bytes: usize) -> Result<Vec<Event>, String> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let is_json = content_type.contains("json")
-        || (!content_type.contains("xml") && body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'[')));
+        || (!content_type.contains("xml")
+            && body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| matches!(b, b'{' | b'[')));
     let events = if is_json {
-        serde_json::from_slice::<JsonBody>(body).map_err(|e| format!("bad JSON event: {e}"))?.into_events()
+        serde_json::from_slice::<JsonBody>(body)
+            .map_err(|e| format!("bad JSON event: {e}"))?
+            .into_events()
     } else {
-        let limits = Limits { max_message_bytes: max_bytes, ..Limits::default() };
+        let limits = Limits {
+            max_message_bytes: max_bytes,
+            ..Limits::default()
+        };
         vec![Event::parse(body, &limits).map_err(|e| format!("bad SC_EVENT document: {e}"))?]
     };
     if events.is_empty() {
@@ -55,7 +75,12 @@ fn parse_body(headers: &HeaderMap, body: &[u8], max_bytes: usize) -> Result<Vec<
 
 /// What the wire format needs of an event that JSON does not enforce.
 fn check_event(event: &Event) -> Result<(), String> {
-    let attributes = [("class", &event.class), ("subclass", &event.subclass), ("vendor", &event.vendor), ("publisher", &event.publisher)];
+    let attributes = [
+        ("class", &event.class),
+        ("subclass", &event.subclass),
+        ("vendor", &event.vendor),
+        ("publisher", &event.publisher),
+    ];
     for (name, value) in attributes {
         if value.is_empty() {
             return Err(format!("{name} must not be empty"));
@@ -76,8 +101,14 @@ fn check_event(event: &Event) -> Result<(), String> {
 
 /// XML 1.0 cannot carry control characters other than tab, newline and carriage return.
 fn check_text(what: &str, text: &str) -> Result<(), String> {
-    match text.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
-        Some(c) => Err(format!("{what} contains the control character U+{:04X}, which XML cannot carry", u32::from(c))),
+    match text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        Some(c) => Err(format!(
+            "{what} contains the control character U+{:04X}, which XML cannot carry",
+            u32::from(c)
+        )),
         None => Ok(()),
     }
 }

@@ -56,7 +56,12 @@ pub struct DeliveryQueue<T> {
 
 impl<T> Default for DeliveryQueue<T> {
     fn default() -> Self {
-        DeliveryQueue { pending: VecDeque::new(), in_flight: false, failures: 0, retry_at: None }
+        DeliveryQueue {
+            pending: VecDeque::new(),
+            in_flight: false,
+            failures: 0,
+            retry_at: None,
+        }
     }
 }
 
@@ -85,7 +90,9 @@ impl<T: Clone> DeliveryQueue<T> {
         if self.in_flight {
             return Next::Busy;
         }
-        let Some(head) = self.pending.front() else { return Next::Idle };
+        let Some(head) = self.pending.front() else {
+            return Next::Idle;
+        };
         match self.retry_at {
             Some(at) if at > now => Next::WaitUntil(at),
             _ => {
@@ -143,7 +150,11 @@ impl<T: Clone> DeliveryQueue<T> {
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy { attempts: 3, gap: Duration::from_secs(10), max_queue: 4 };
+    const POLICY: RetryPolicy = RetryPolicy {
+        attempts: 3,
+        gap: Duration::from_secs(10),
+        max_queue: 4,
+    };
 
     #[test]
     fn one_at_a_time_in_queue_order() {
@@ -174,7 +185,10 @@ mod tests {
             let outcome = q.failed(now, &POLICY);
             if attempt < 3 {
                 assert_eq!(outcome, AfterFailure::RetryAt(now + POLICY.gap));
-                assert_eq!(q.next(now + POLICY.gap / 2), Next::WaitUntil(now + POLICY.gap));
+                assert_eq!(
+                    q.next(now + POLICY.gap / 2),
+                    Next::WaitUntil(now + POLICY.gap)
+                );
                 now += POLICY.gap;
             } else {
                 assert_eq!(outcome, AfterFailure::GiveUp);

@@ -4,7 +4,6 @@
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compio::net::TcpListener;
@@ -125,7 +124,10 @@ impl ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.core.connections.set(self.core.connections.get() - 1);
-        self.core.metrics.connections.set(self.core.connections.get() as f64);
+        self.core
+            .metrics
+            .connections
+            .set(self.core.connections.get() as f64);
     }
 }
 
@@ -162,7 +164,8 @@ impl Core {
 
     /// Waits, up to `deadline`, for in-flight deliveries and registrations to finish.
     async fn settle(&self, deadline: Instant) {
-        while (self.in_flight.get() > 0 || self.connections.get() > 0) && Instant::now() < deadline {
+        while (self.in_flight.get() > 0 || self.connections.get() > 0) && Instant::now() < deadline
+        {
             compio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -170,9 +173,13 @@ impl Core {
     async fn attempt(&self, id: ClientId, item: &Item) -> Result<(), outbound::AttemptError> {
         self.in_flight.set(self.in_flight.get() + 1);
         self.metrics.in_flight.set(self.in_flight.get() as f64);
-        let result =
-            outbound::deliver(id.callback(), self.settings.source, item.bytes.clone(), self.settings.client_timeout)
-                .await;
+        let result = outbound::deliver(
+            id.callback(),
+            self.settings.source,
+            item.bytes.clone(),
+            self.settings.client_timeout,
+        )
+        .await;
         self.in_flight.set(self.in_flight.get() - 1);
         self.metrics.in_flight.set(self.in_flight.get() as f64);
         result
@@ -196,12 +203,17 @@ async fn deliver_loop(core: Rc<Core>, id: ClientId, slot: u64) {
             Ok(()) => {
                 core.metrics.attempts_ok.increment(1);
                 core.metrics.delivered.increment(1);
-                core.metrics.latency.record(item.accepted_at.elapsed().as_secs_f64());
+                core.metrics
+                    .latency
+                    .record(item.accepted_at.elapsed().as_secs_f64());
                 core.shard.borrow_mut().succeeded(id, slot);
             }
             Err(error) => {
                 core.metrics.failure(error.cause());
-                let removed = core.shard.borrow_mut().failed(id, slot, error.cause(), Instant::now());
+                let removed =
+                    core.shard
+                        .borrow_mut()
+                        .failed(id, slot, error.cause(), Instant::now());
                 if let Some(generation) = removed {
                     tracing::info!(client = %id, cause = error.cause(), "delivery attempts exhausted");
                     core.registry.drop_client(id, generation, "unreachable");
@@ -212,6 +224,3 @@ async fn deliver_loop(core: Rc<Core>, id: ClientId, slot: u64) {
         drop(item);
     }
 }
-
-/// Keeps the type alias in one place for the command enum.
-pub(crate) type SharedEvent = Arc<crate::registry::PublishedEvent>;

@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds `count` listeners on `addr`; with port 0 they all share the port the first one got.
-pub(crate) fn bind_all(addr: SocketAddr, count: usize) -> io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+pub(crate) fn bind_all(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
     let mut listeners = Vec::with_capacity(count);
     let mut bound = addr;
     for _ in 0..count {

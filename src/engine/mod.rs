@@ -8,7 +8,7 @@ mod outbound;
 mod registration;
 mod shard;
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -21,7 +21,10 @@ use crate::delivery::RetryPolicy;
 use crate::protocol::Limits;
 use crate::registry::service::{Dispatcher, RegistryHandle};
 use crate::registry::{Change, ClientId};
-use core::{CoreSettings, SharedEvent};
+use core::CoreSettings;
+
+/// An event as the cores share it: one serialization, referenced by every queue.
+pub type SharedEvent = std::sync::Arc<crate::registry::PublishedEvent>;
 
 /// A message to one core.
 #[derive(Debug)]
@@ -63,7 +66,9 @@ impl CoreChannels {
 
     /// The dispatcher the registry service sends its changes through.
     pub fn dispatcher(&self) -> CoreDispatcher {
-        CoreDispatcher { cores: self.senders.clone() }
+        CoreDispatcher {
+            cores: self.senders.clone(),
+        }
     }
 }
 
@@ -74,6 +79,11 @@ pub struct CoreDispatcher {
 }
 
 impl CoreDispatcher {
+    /// Commands waiting in each core's inbox, by core number (for a gauge; never blocks).
+    pub fn inbox_depths(&self) -> Vec<usize> {
+        self.cores.iter().map(flume::Sender::len).collect()
+    }
+
     /// Asks every core for its clients' delivery state.
     pub async fn snapshot(&self) -> Vec<ClientStatus> {
         let mut all = Vec::new();
@@ -89,7 +99,7 @@ impl CoreDispatcher {
 
 /// The core that owns `id`: a fixed hash, so a client's changes always reach the same core.
 fn owner(id: ClientId, cores: usize) -> usize {
-    let mut hasher = hashbrown::DefaultHashBuilder::default().build_hasher();
+    let mut hasher = std::hash::DefaultHasher::new();
     id.hash(&mut hasher);
     (hasher.finish() % cores as u64) as usize
 }
@@ -142,21 +152,33 @@ impl Engine {
             },
             client_timeout: config.client_timeout,
             source: config.source_addr,
-            limits: Limits { max_message_bytes: config.max_message_bytes, ..Limits::default() },
+            limits: Limits {
+                max_message_bytes: config.max_message_bytes,
+                ..Limits::default()
+            },
             max_connections: config.max_connections,
         };
         let access = AccessPolicy::new(config.allow_hosts.clone(), config.deny_hosts.clone());
         let mut threads = Vec::with_capacity(config.cores);
-        for (index, (listener, inbox)) in listeners.into_iter().zip(channels.receivers).enumerate() {
+        for (index, (listener, inbox)) in listeners.into_iter().zip(channels.receivers).enumerate()
+        {
             let (settings, registry, access) = (settings.clone(), registry.clone(), access.clone());
-            let thread = std::thread::Builder::new().name(format!("crnp-core-{index}")).spawn(move || {
-                if let Err(error) = core::run(index, settings, registry, access, listener, inbox) {
-                    tracing::error!(core = index, %error, "core stopped with an error");
-                }
-            })?;
+            let thread = std::thread::Builder::new()
+                .name(format!("crnp-core-{index}"))
+                .spawn(move || {
+                    if let Err(error) =
+                        core::run(index, settings, registry, access, listener, inbox)
+                    {
+                        tracing::error!(core = index, %error, "core stopped with an error");
+                    }
+                })?;
             threads.push(thread);
         }
-        Ok(Engine { cores: channels.senders, threads, listen })
+        Ok(Engine {
+            cores: channels.senders,
+            threads,
+            listen,
+        })
     }
 
     /// Stops accepting, lets in-flight work finish until `deadline`, and joins the threads.

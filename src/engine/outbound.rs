@@ -63,9 +63,15 @@ pub(crate) async fn deliver(
     }
 }
 
-async fn connect_write_close(dest: SocketAddr, source: Option<IpAddr>, payload: Bytes) -> io::Result<()> {
+async fn connect_write_close(
+    dest: SocketAddr,
+    source: Option<IpAddr>,
+    payload: Bytes,
+) -> io::Result<()> {
     let socket = bound_socket(dest, source)?;
-    let mut stream = compio::net::TcpSocket::from_std_stream(socket.into())?.connect(dest).await?;
+    let mut stream = compio::net::TcpSocket::from_std_stream(socket.into())?
+        .connect(dest)
+        .await?;
     let BufResult(written, _) = stream.write_all(payload).await;
     written?;
     // SAFETY: shutdown(2) on a descriptor this stream owns; it only changes socket state.
@@ -96,5 +102,9 @@ fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

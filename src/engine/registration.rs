@@ -49,7 +49,8 @@ pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAdd
                 if core.access.permits(ip) {
                     (core.registry.register(ip, reg).await, form)
                 } else {
-                    let message = format!("host {ip} is not allowed to register (allow/deny hosts)");
+                    let message =
+                        format!("host {ip} is not allowed to register (allow/deny hosts)");
                     (Reply::new(StatusCode::Fail, message), form)
                 }
             }
@@ -57,8 +58,12 @@ pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAdd
     };
     telemetry::registration(form, reply.status.as_str());
     match client {
-        Some(client) => tracing::info!(%client, form, status = reply.status.as_str(), reason = %reply.message, "registration"),
-        None => tracing::info!(peer = %peer, status = reply.status.as_str(), reason = %reply.message, "registration refused"),
+        Some(client) => {
+            tracing::info!(%client, form, status = reply.status.as_str(), reason = %reply.message, "registration")
+        }
+        None => {
+            tracing::info!(peer = %peer, status = reply.status.as_str(), reason = %reply.message, "registration refused")
+        }
     }
     send_reply(stream, &reply).await;
 }
@@ -68,7 +73,10 @@ pub(crate) async fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
     telemetry::connection_rejected();
     telemetry::registration("unknown", StatusCode::LowResource.as_str());
     tracing::warn!(peer = %peer, "registration refused: too many connections on this core");
-    let reply = Reply::new(StatusCode::LowResource, "too many registration connections; try again later");
+    let reply = Reply::new(
+        StatusCode::LowResource,
+        "too many registration connections; try again later",
+    );
     send_reply(stream, &reply).await;
 }
 
@@ -92,7 +100,11 @@ async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
         };
         match result {
             Ok(0) if message.is_empty() => return Received::Nothing,
-            Ok(0) => return Received::Error(ProtocolError::malformed("connection closed before the message was complete")),
+            Ok(0) => {
+                return Received::Error(ProtocolError::malformed(
+                    "connection closed before the message was complete",
+                ));
+            }
             Ok(_) => message.extend_from_slice(&chunk),
             Err(_) => return Received::Nothing,
         }

@@ -57,7 +57,13 @@ pub(crate) struct Shard {
 
 impl Shard {
     pub(crate) fn new(policy: RetryPolicy) -> Self {
-        Shard { clients: HashMap::new(), by_class: HashMap::new(), next_slot: 0, queued: 0, policy }
+        Shard {
+            clients: HashMap::new(),
+            by_class: HashMap::new(),
+            next_slot: 0,
+            queued: 0,
+            policy,
+        }
     }
 
     /// Deliveries queued on this core.
@@ -79,7 +85,8 @@ impl Shard {
             Change::Upsert { record, replay } => {
                 let id = record.id;
                 if let Some(old) = self.clients.get(&id) {
-                    let old_classes: Vec<String> = old.types.iter().map(|t| t.class.clone()).collect();
+                    let old_classes: Vec<String> =
+                        old.types.iter().map(|t| t.class.clone()).collect();
                     self.unindex(id, &old_classes);
                 }
                 let slot = self.next_slot;
@@ -99,27 +106,44 @@ impl Shard {
                 client.types = record.types;
                 let before = client.queue.len();
                 let types = &client.types;
-                client.queue.retain(|item| types.iter().any(|t| matches(t, &item.event)));
+                client
+                    .queue
+                    .retain(|item| types.iter().any(|t| matches(t, &item.event)));
                 self.queued -= before - client.queue.len();
-                for class in client.types.iter().map(|t| t.class.clone()).collect::<Vec<_>>() {
+                for class in client
+                    .types
+                    .iter()
+                    .map(|t| t.class.clone())
+                    .collect::<Vec<_>>()
+                {
                     self.by_class.entry(class).or_default().insert(id);
                 }
-                replay.iter().filter_map(|event| self.enqueue(id, event)).collect()
+                replay
+                    .iter()
+                    .filter_map(|event| self.enqueue(id, event))
+                    .collect()
             }
         }
     }
 
     /// Queues `event` for every client with a matching type, once per client.
     pub(crate) fn publish(&mut self, event: &Item) -> Vec<Effect> {
-        let Some(candidates) = self.by_class.get(&event.event.class) else { return Vec::new() };
+        let Some(candidates) = self.by_class.get(&event.event.class) else {
+            return Vec::new();
+        };
         let matching: Vec<ClientId> = candidates
             .iter()
             .filter(|id| {
-                self.clients.get(*id).is_some_and(|c| c.types.iter().any(|t| matches(t, &event.event)))
+                self.clients
+                    .get(*id)
+                    .is_some_and(|c| c.types.iter().any(|t| matches(t, &event.event)))
             })
             .copied()
             .collect();
-        matching.into_iter().filter_map(|id| self.enqueue(id, event)).collect()
+        matching
+            .into_iter()
+            .filter_map(|id| self.enqueue(id, event))
+            .collect()
     }
 
     fn enqueue(&mut self, id: ClientId, event: &Item) -> Option<Effect> {
@@ -162,12 +186,21 @@ impl Shard {
 
     /// Records a failed attempt; on the last one the client is removed here and its
     /// generation returned for the registry.
-    pub(crate) fn failed(&mut self, id: ClientId, slot: u64, cause: &'static str, now: Instant) -> Option<u64> {
+    pub(crate) fn failed(
+        &mut self,
+        id: ClientId,
+        slot: u64,
+        cause: &'static str,
+        now: Instant,
+    ) -> Option<u64> {
         let client = self.clients.get_mut(&id).filter(|c| c.slot == slot)?;
         client.last_delivery = Some(LastDelivery::Error(cause));
+        let queued = client.queue.len();
         match client.queue.failed(now, &self.policy) {
             AfterFailure::RetryAt(_) => None,
             AfterFailure::GiveUp => {
+                // Giving up empties the queue, so `remove` finds nothing left to uncount.
+                self.queued -= queued;
                 let generation = client.generation;
                 self.remove(id);
                 Some(generation)

@@ -1,5 +1,8 @@
 //! `NVPAIR`: the name/value element shared by registrations and events.
 
+use super::error::ProtocolError;
+use super::xml::{Reader, write};
+
 /// One `NVPAIR`: a name and one value (scalar) or several (string array), in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NvPair {
@@ -12,6 +15,85 @@ pub struct NvPair {
 impl NvPair {
     /// A scalar pair: one name, one value.
     pub fn scalar(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), values: vec![value.into()] }
+        Self {
+            name: name.into(),
+            values: vec![value.into()],
+        }
     }
+
+    /// A string-array pair, e.g. `node_list`. `values` should not be empty: a pair without
+    /// a `VALUE` is INVALID on the wire.
+    pub fn array<V: Into<String>>(
+        name: impl Into<String>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            values: values.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The value of a scalar pair; `None` for an array of several values.
+    pub fn scalar_value(&self) -> Option<&str> {
+        match self.values.as_slice() {
+            [value] => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Reads an `NVPAIR` whose start tag `element` was just returned: `(NAME, VALUE+)`,
+    /// no attributes.
+    pub(crate) fn parse(reader: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        reader.expect_no_attributes("NVPAIR")?;
+        let name = match reader.next_child("NVPAIR")? {
+            Some(child) if child == "NAME" => {
+                reader.expect_no_attributes(child)?;
+                reader.text_content("NAME")?
+            }
+            Some(child) => return Err(misplaced(child)),
+            None => return Err(ProtocolError::invalid("<NVPAIR> has no <NAME>")),
+        };
+        let mut values = Vec::new();
+        while let Some(child) = reader.next_child("NVPAIR")? {
+            if child != "VALUE" {
+                return Err(misplaced(child));
+            }
+            reader.expect_no_attributes(child)?;
+            values.push(reader.text_content("VALUE")?);
+        }
+        if values.is_empty() {
+            return Err(ProtocolError::invalid(format!(
+                "<NVPAIR> {} has no <VALUE>",
+                super::error::excerpt(&name)
+            )));
+        }
+        Ok(Self { name, values })
+    }
+
+    /// Bytes [`Self::write`] appends when nothing needs escaping (a capacity hint).
+    pub(crate) fn xml_len(&self) -> usize {
+        let values: usize = self
+            .values
+            .iter()
+            .map(|v| v.len() + write::cdata_element_overhead("VALUE"))
+            .sum();
+        "<NVPAIR></NVPAIR>".len() + self.name.len() + write::cdata_element_overhead("NAME") + values
+    }
+
+    /// Appends `<NVPAIR><NAME>..</NAME><VALUE>..</VALUE>..</NVPAIR>`, texts in CDATA.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"<NVPAIR>");
+        write::cdata_element(out, "NAME", &self.name);
+        for value in &self.values {
+            write::cdata_element(out, "VALUE", value);
+        }
+        out.extend_from_slice(b"</NVPAIR>");
+    }
+}
+
+fn misplaced(name: &str) -> ProtocolError {
+    ProtocolError::invalid(format!(
+        "<NVPAIR> must contain one <NAME> then one or more <VALUE>, found {}",
+        super::error::excerpt(name)
+    ))
 }

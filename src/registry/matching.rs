@@ -8,7 +8,10 @@ pub fn matches(t: &EventType, event: &Event) -> bool {
     t.class == event.class
         && t.subclass.as_ref().is_none_or(|s| *s == event.subclass)
         && t.nvpairs.iter().all(|want| {
-            event.nvpairs.iter().any(|have| have.name == want.name && have.values == want.values)
+            event
+                .nvpairs
+                .iter()
+                .any(|have| have.name == want.name && have.values == want.values)
         })
 }
 
@@ -51,7 +54,10 @@ mod tests {
             publisher: "rgm".into(),
             nvpairs: pairs
                 .iter()
-                .map(|(n, v)| NvPair { name: (*n).into(), values: v.iter().map(|s| (*s).into()).collect() })
+                .map(|(n, v)| NvPair {
+                    name: (*n).into(),
+                    values: v.iter().map(|s| (*s).into()).collect(),
+                })
                 .collect(),
         }
     }
@@ -66,13 +72,29 @@ mod tests {
 
     #[test]
     fn class_subclass_and_pairs_narrow_the_match() {
-        let e = event("ESC_cluster_rg_state", &[("rg_name", &["web"]), ("node_list", &["a", "b"])]);
+        let e = event(
+            "ESC_cluster_rg_state",
+            &[("rg_name", &["web"]), ("node_list", &["a", "b"])],
+        );
         assert!(matches(&reg(None, &[]), &e));
-        assert!(matches(&reg(Some("ESC_cluster_rg_state"), &[("rg_name", "web")]), &e));
-        assert!(!matches(&reg(Some("ESC_cluster_rg_state"), &[("rg_name", "db")]), &e));
+        assert!(matches(
+            &reg(Some("ESC_cluster_rg_state"), &[("rg_name", "web")]),
+            &e
+        ));
+        assert!(!matches(
+            &reg(Some("ESC_cluster_rg_state"), &[("rg_name", "db")]),
+            &e
+        ));
         assert!(!matches(&reg(Some("ESC_cluster_membership"), &[]), &e));
-        assert!(!matches(&reg(Some("ESC_cluster_rg_state"), &[("node_list", "a")]), &e));
-        let other = EventType { class: "EC_Other".into(), subclass: None, nvpairs: vec![] };
+        assert!(!matches(
+            &reg(Some("ESC_cluster_rg_state"), &[("node_list", "a")]),
+            &e
+        ));
+        let other = EventType {
+            class: "EC_Other".into(),
+            subclass: None,
+            nvpairs: vec![],
+        };
         assert!(!matches(&other, &e));
     }
 
@@ -82,7 +104,10 @@ mod tests {
         let b = event("ESC_cluster_r_state", &[("r_name", &["b"])]);
         let m = event("ESC_cluster_membership", &[("node_list", &["n1"])]);
         assert_ne!(state_key(&a), state_key(&b));
-        assert_eq!(state_key(&m), state_key(&event("ESC_cluster_membership", &[])));
+        assert_eq!(
+            state_key(&m),
+            state_key(&event("ESC_cluster_membership", &[]))
+        );
     }
 
     #[test]

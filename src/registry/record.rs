@@ -36,7 +36,10 @@ impl FromStr for ClientId {
     type Err = std::net::AddrParseError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.parse::<SocketAddr>().map(|addr| ClientId { ip: addr.ip(), port: addr.port() })
+        text.parse::<SocketAddr>().map(|addr| ClientId {
+            ip: addr.ip(),
+            port: addr.port(),
+        })
     }
 }
 
@@ -88,7 +91,11 @@ impl From<&EventType> for StoredType {
         StoredType {
             class: t.class.clone(),
             subclass: t.subclass.clone(),
-            nvpairs: t.nvpairs.iter().map(|p| (p.name.clone(), p.values.clone())).collect(),
+            nvpairs: t
+                .nvpairs
+                .iter()
+                .map(|p| (p.name.clone(), p.values.clone()))
+                .collect(),
         }
     }
 }
@@ -98,7 +105,11 @@ impl From<StoredType> for EventType {
         EventType {
             class: t.class,
             subclass: t.subclass,
-            nvpairs: t.nvpairs.into_iter().map(|(name, values)| NvPair { name, values }).collect(),
+            nvpairs: t
+                .nvpairs
+                .into_iter()
+                .map(|(name, values)| NvPair { name, values })
+                .collect(),
         }
     }
 }

@@ -42,11 +42,28 @@ pub enum PublishError {
 /// A request to the service.
 #[derive(Debug)]
 enum Request {
-    Register { ip: IpAddr, reg: CallbackReg, reply: oneshot::Sender<Reply> },
-    Publish { events: Vec<Event>, accepted_at: Instant, reply: oneshot::Sender<Result<Vec<u64>, PublishError>> },
-    Drop { id: ClientId, generation: u64, reason: &'static str },
-    Delete { id: ClientId, reply: oneshot::Sender<bool> },
-    Clients { reply: oneshot::Sender<Vec<ClientRecord>> },
+    Register {
+        ip: IpAddr,
+        reg: CallbackReg,
+        reply: oneshot::Sender<Reply>,
+    },
+    Publish {
+        events: Vec<Event>,
+        accepted_at: Instant,
+        reply: oneshot::Sender<Result<Vec<u64>, PublishError>>,
+    },
+    Drop {
+        id: ClientId,
+        generation: u64,
+        reason: &'static str,
+    },
+    Delete {
+        id: ClientId,
+        reply: oneshot::Sender<bool>,
+    },
+    Clients {
+        reply: oneshot::Sender<Vec<ClientRecord>>,
+    },
 }
 
 /// The cheap, cloneable way to talk to the service from any thread or runtime.
@@ -59,7 +76,11 @@ impl RegistryHandle {
     /// Applies a registration from `ip` and returns the reply to send, after it is durable.
     pub async fn register(&self, ip: IpAddr, reg: CallbackReg) -> Reply {
         let (reply, answer) = oneshot::channel();
-        if self.requests.send(Request::Register { ip, reg, reply }).is_err() {
+        if self
+            .requests
+            .send(Request::Register { ip, reg, reply })
+            .is_err()
+        {
             return unavailable();
         }
         answer.await.unwrap_or_else(|_| unavailable())
@@ -68,15 +89,25 @@ impl RegistryHandle {
     /// Sequences and persists `events`, in order; returns their sequence numbers.
     pub async fn publish(&self, events: Vec<Event>) -> Result<Vec<u64>, PublishError> {
         let (reply, answer) = oneshot::channel();
-        let request = Request::Publish { events, accepted_at: Instant::now(), reply };
-        self.requests.send(request).map_err(|_| PublishError::Unavailable)?;
+        let request = Request::Publish {
+            events,
+            accepted_at: Instant::now(),
+            reply,
+        };
+        self.requests
+            .send(request)
+            .map_err(|_| PublishError::Unavailable)?;
         answer.await.map_err(|_| PublishError::Unavailable)?
     }
 
     /// Removes a client whose deliveries failed, unless it has re-registered since.
     pub fn drop_client(&self, id: ClientId, generation: u64, reason: &'static str) {
         // A closed channel means shutdown, when the removal no longer matters.
-        let _ = self.requests.send(Request::Drop { id, generation, reason });
+        let _ = self.requests.send(Request::Drop {
+            id,
+            generation,
+            reason,
+        });
     }
 
     /// Removes a client on an operator's request; false if it was not registered.
@@ -86,6 +117,11 @@ impl RegistryHandle {
             return false;
         }
         answer.await.unwrap_or(false)
+    }
+
+    /// Requests waiting for the service thread (for a gauge; never blocks).
+    pub fn queued(&self) -> usize {
+        self.requests.len()
     }
 
     /// The registered clients.
@@ -99,7 +135,10 @@ impl RegistryHandle {
 }
 
 fn unavailable() -> Reply {
-    Reply::new(StatusCode::SystemError, "the registry is shutting down; try again")
+    Reply::new(
+        StatusCode::SystemError,
+        "the registry is shutting down; try again",
+    )
 }
 
 /// Settings the service applies.
@@ -122,14 +161,25 @@ pub fn start(
     telemetry::clients_registered(registry.client_count());
     for record in registry.clients() {
         let replay = registry.latest_for(&record.types);
-        dispatcher.client_changed(Change::Upsert { record: record.clone(), replay });
+        dispatcher.client_changed(Change::Upsert {
+            record: record.clone(),
+            replay,
+        });
     }
     let (requests, inbox) = flume::unbounded();
-    let mut service = Service { registry, store, limits, dispatcher };
+    let mut service = Service {
+        registry,
+        store,
+        limits,
+        dispatcher,
+    };
     let thread = std::thread::Builder::new()
         .name("crnp-registry".into())
         .spawn(move || service.run(&inbox))
-        .map_err(|e| StoreError::Io { path: std::path::PathBuf::from("<thread>"), cause: e.to_string() })?;
+        .map_err(|e| StoreError::Io {
+            path: std::path::PathBuf::from("<thread>"),
+            cause: e.to_string(),
+        })?;
     Ok((RegistryHandle { requests }, thread))
 }
 
@@ -142,26 +192,54 @@ struct Service<D> {
 
 /// What to do once a batch is durable.
 enum Done {
-    Register { reply: oneshot::Sender<Reply>, outcome: Result<Change, Refusal>, form: &'static str },
-    Publish { reply: oneshot::Sender<Result<Vec<u64>, PublishError>>, events: Vec<Arc<PublishedEvent>> },
-    Removed { change: Option<Change>, reason: &'static str },
-    Deleted { reply: oneshot::Sender<bool>, change: Option<Change> },
-    Clients { reply: oneshot::Sender<Vec<ClientRecord>> },
+    Register {
+        reply: oneshot::Sender<Reply>,
+        outcome: Result<Change, Refusal>,
+        form: &'static str,
+    },
+    Publish {
+        reply: oneshot::Sender<Result<Vec<u64>, PublishError>>,
+        events: Vec<Arc<PublishedEvent>>,
+    },
+    Removed {
+        change: Option<Change>,
+        reason: &'static str,
+    },
+    Deleted {
+        reply: oneshot::Sender<bool>,
+        change: Option<Change>,
+    },
+    Clients {
+        reply: oneshot::Sender<Vec<ClientRecord>>,
+    },
 }
 
 impl<D: Dispatcher> Service<D> {
     fn run(&mut self, inbox: &flume::Receiver<Request>) {
         while let Ok(first) = inbox.recv() {
             let mut batch = vec![first];
-            batch.extend(inbox.try_iter().take(self.limits.max_commit_batch.saturating_sub(1)));
-            let done: Vec<Done> = batch.into_iter().map(|request| self.apply(request)).collect();
+            batch.extend(
+                inbox
+                    .try_iter()
+                    .take(self.limits.max_commit_batch.saturating_sub(1)),
+            );
+            let done: Vec<Done> = batch
+                .into_iter()
+                .map(|request| self.apply(request))
+                .collect();
             let dirty = self.registry.take_dirty();
             let started = Instant::now();
             let committed = self.store.commit(&dirty);
             telemetry::commit(done.len(), started.elapsed());
             match committed {
-                Ok(()) => self.finish(done),
-                Err(error) => self.fail(done, &error),
+                Ok(()) => {
+                    self.registry.committed();
+                    self.finish(done);
+                }
+                Err(error) => {
+                    telemetry::commit_failed();
+                    self.fail(done, &error);
+                }
             }
             telemetry::clients_registered(self.registry.client_count());
         }
@@ -171,18 +249,41 @@ impl<D: Dispatcher> Service<D> {
         match request {
             Request::Register { ip, reg, reply } => {
                 let form = reg.reg_type.as_str();
-                let outcome = self.registry.register(ip, &reg, self.limits.max_clients, now_ms());
-                Done::Register { reply, outcome, form }
+                let outcome = self
+                    .registry
+                    .register(ip, &reg, self.limits.max_clients, now_ms());
+                Done::Register {
+                    reply,
+                    outcome,
+                    form,
+                }
             }
-            Request::Publish { events, accepted_at, reply } => {
-                let events = events.into_iter().map(|e| self.registry.publish(e, accepted_at)).collect();
+            Request::Publish {
+                events,
+                accepted_at,
+                reply,
+            } => {
+                let events = events
+                    .into_iter()
+                    .map(|e| self.registry.publish(e, accepted_at))
+                    .collect();
                 Done::Publish { reply, events }
             }
-            Request::Drop { id, generation, reason } => {
+            Request::Drop {
+                id,
+                generation,
+                reason,
+            } => {
                 let removed = self.registry.remove_if_current(id, generation);
-                Done::Removed { change: removed.then_some(Change::Remove(id)), reason }
+                Done::Removed {
+                    change: removed.then_some(Change::Remove(id)),
+                    reason,
+                }
             }
-            Request::Delete { id, reply } => Done::Deleted { reply, change: self.registry.remove(id) },
+            Request::Delete { id, reply } => Done::Deleted {
+                reply,
+                change: self.registry.remove(id),
+            },
             Request::Clients { reply } => Done::Clients { reply },
         }
     }
@@ -190,9 +291,16 @@ impl<D: Dispatcher> Service<D> {
     fn finish(&mut self, done: Vec<Done>) {
         for item in done {
             match item {
-                Done::Register { reply, outcome, form } => {
+                Done::Register {
+                    reply,
+                    outcome,
+                    form,
+                } => {
                     let answer = match outcome {
                         Ok(change) => {
+                            if matches!(change, Change::Remove(_)) {
+                                telemetry::client_removed("remove_client");
+                            }
                             self.dispatcher.client_changed(change);
                             Reply::new(StatusCode::Ok, format!("{form} accepted"))
                         }
@@ -232,12 +340,29 @@ impl<D: Dispatcher> Service<D> {
         }
     }
 
-    /// The commit failed: nothing of the batch happened. Reload the durable truth and say so.
+    /// The commit failed: nothing of the batch happened. Undo it in memory (the next commit
+    /// rewrites the keys it touched), reopen the store so that redb accepts writes again once
+    /// the cause is gone (a full disk), and refuse every request of the batch.
     fn fail(&mut self, done: Vec<Done>, error: &StoreError) {
         tracing::error!(%error, requests = done.len(), "registry commit failed; the batch is refused");
-        match self.store.load() {
-            Ok(contents) => self.registry = Registry::restore(contents.clients, contents.latest, contents.next_seq),
-            Err(reload) => tracing::error!(error = %reload, "cannot reload the registry after a failed commit"),
+        self.registry.rollback();
+        match self.store.reopen() {
+            Ok(()) => {
+                tracing::info!(store = %self.store.path().display(), "store reopened after the failed commit")
+            }
+            Err(StoreError::Locked { path }) => {
+                // The lock was released for the reopen and another crnpd (a standby) took it:
+                // it is the active instance now, and this one must stop serving at once.
+                tracing::error!(store = %path.display(), "another crnpd took the store over during a reopen; exiting");
+                eprintln!(
+                    "crnpd: {}: another crnpd took the store over after a failed commit; exiting",
+                    path.display()
+                );
+                std::process::exit(1);
+            }
+            Err(reopen) => {
+                tracing::error!(error = %reopen, "cannot reopen the store yet; the next commit tries again")
+            }
         }
         for item in done {
             match item {
@@ -256,12 +381,26 @@ impl<D: Dispatcher> Service<D> {
                 Done::Clients { reply } => {
                     let _ = reply.send(self.registry.clients().cloned().collect());
                 }
-                Done::Removed { .. } => {}
+                Done::Removed { change, .. } => {
+                    // The core dropped the client already, but the registry still holds it
+                    // durably: hand it back, so the two agree and its next event is tried again.
+                    if let Some(Change::Remove(id)) = change
+                        && let Some(record) = self.registry.client(id)
+                    {
+                        let record = record.clone();
+                        self.dispatcher.client_changed(Change::Upsert {
+                            record,
+                            replay: Vec::new(),
+                        });
+                    }
+                }
             }
         }
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

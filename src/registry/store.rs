@@ -42,7 +42,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The file is not a healthy redb database.
-    #[error("{path}: the store is corrupt or unreadable ({cause}); restore it from a backup or move it aside")]
+    #[error(
+        "{path}: the store is corrupt or unreadable ({cause}); restore it from a backup or move it aside"
+    )]
     Corrupt {
         /// The store file.
         path: PathBuf,
@@ -72,7 +74,8 @@ pub struct StoreContents {
 
 /// The open store. Only one process may hold it.
 pub struct Store {
-    db: Database,
+    /// `None` after a failed commit whose reopen failed too (see [`Store::reopen`]).
+    db: Option<Database>,
     path: PathBuf,
 }
 
@@ -85,25 +88,38 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`, checking its integrity.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::Directory { path: data_dir.to_owned(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Directory {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let path = data_dir.join(STORE_FILE);
         check_access(data_dir, &path)?;
-        let opened = std::panic::catch_unwind(|| {
-            Database::builder().set_check_integrity_on_open(true).create(&path)
-        });
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => return Err(StoreError::Locked { path }),
-            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
-                return Err(StoreError::Io { path, cause: source.to_string() });
-            }
-            Ok(Err(e)) => return Err(StoreError::Corrupt { path, cause: e.to_string() }),
-            Err(_) => return Err(StoreError::Corrupt { path, cause: "redb could not read the file".into() }),
+        let store = Store {
+            db: Some(open_database(&path)?),
+            path,
         };
-        let store = Store { db, path };
         store.create_tables()?;
         Ok(store)
+    }
+
+    /// Opens the store in `data_dir` for an operator's command: it must exist already, so a
+    /// mistyped directory is an error rather than a new, empty store.
+    pub fn open_existing(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(STORE_FILE);
+        if let Err(source) = std::fs::metadata(&path) {
+            return Err(StoreError::Directory { path, source });
+        }
+        Store::open(data_dir)
+    }
+
+    /// Closes and reopens the file after a failed commit: redb refuses every later write
+    /// until then. On success the store is usable again (redb repairs it on open); otherwise
+    /// it stays closed, and the next commit tries again.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        // Dropping the database closes the file and releases its lock.
+        self.db = None;
+        self.db = Some(open_database(&self.path)?);
+        Ok(())
     }
 
     /// The store file.
@@ -111,8 +127,15 @@ impl Store {
         &self.path
     }
 
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Io {
+            path: self.path.clone(),
+            cause: "the store is closed after an I/O error and could not be reopened yet".into(),
+        })
+    }
+
     fn create_tables(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        let txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
         txn.open_table(LATEST).map_err(|e| self.io(e))?;
         txn.open_table(META).map_err(|e| self.io(e))?;
@@ -121,12 +144,15 @@ impl Store {
 
     /// Reads everything back; events are re-parsed so a damaged record is reported, not skipped.
     pub fn load(&self) -> Result<StoreContents, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
         let clients_table = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
         let mut clients = Vec::new();
         for row in clients_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
-            let id: ClientId = key.value().parse().map_err(|_| self.corrupt(format!("bad client key {:?}", key.value())))?;
+            let id: ClientId = key
+                .value()
+                .parse()
+                .map_err(|_| self.corrupt(format!("bad client key {:?}", key.value())))?;
             let stored: StoredClient = serde_json::from_slice(value.value())
                 .map_err(|e| self.corrupt(format!("client {id}: {e}")))?;
             clients.push(ClientRecord {
@@ -139,7 +165,10 @@ impl Store {
         let latest_table = txn.open_table(LATEST).map_err(|e| self.io(e))?;
         let mut latest = Vec::new();
         let now = Instant::now();
-        let limits = Limits { max_message_bytes: usize::MAX, ..Limits::default() };
+        let limits = Limits {
+            max_message_bytes: usize::MAX,
+            ..Limits::default()
+        };
         for row in latest_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
             let (seq, xml) = value.value();
@@ -154,13 +183,24 @@ impl Store {
             }));
         }
         let meta = txn.open_table(META).map_err(|e| self.io(e))?;
-        let next_seq = meta.get(NEXT_SEQ).map_err(|e| self.io(e))?.map_or(0, |v| v.value());
-        Ok(StoreContents { clients, latest, next_seq })
+        let next_seq = meta
+            .get(NEXT_SEQ)
+            .map_err(|e| self.io(e))?
+            .map_or(0, |v| v.value());
+        Ok(StoreContents {
+            clients,
+            latest,
+            next_seq,
+        })
     }
 
     /// Writes one batch of changes in one durable transaction.
-    pub fn commit(&self, dirty: &Dirty) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+    /// If an earlier failure left the store closed, it is reopened first.
+    pub fn commit(&mut self, dirty: &Dirty) -> Result<(), StoreError> {
+        if self.db.is_none() {
+            self.reopen()?;
+        }
+        let txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         {
             let mut clients = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
             for (id, record) in &dirty.clients {
@@ -171,8 +211,11 @@ impl Store {
                             types: record.types.iter().map(Into::into).collect(),
                             registered_at_ms: record.registered_at_ms,
                         };
-                        let value = serde_json::to_vec(&stored).map_err(|e| self.corrupt(e.to_string()))?;
-                        clients.insert(key.as_str(), value.as_slice()).map_err(|e| self.io(e))?;
+                        let value =
+                            serde_json::to_vec(&stored).map_err(|e| self.corrupt(e.to_string()))?;
+                        clients
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(|e| self.io(e))?;
                     }
                     None => {
                         clients.remove(key.as_str()).map_err(|e| self.io(e))?;
@@ -180,23 +223,78 @@ impl Store {
                 }
             }
             let mut latest = txn.open_table(LATEST).map_err(|e| self.io(e))?;
-            for event in &dirty.latest {
-                latest
-                    .insert(event.state_key.as_str(), (event.seq, event.bytes.as_ref()))
-                    .map_err(|e| self.io(e))?;
+            for (key, event) in &dirty.latest {
+                match event {
+                    Some(event) => {
+                        latest
+                            .insert(key.as_str(), (event.seq, event.bytes.as_ref()))
+                            .map_err(|e| self.io(e))?;
+                    }
+                    None => {
+                        latest.remove(key.as_str()).map_err(|e| self.io(e))?;
+                    }
+                }
             }
             let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
-            meta.insert(NEXT_SEQ, dirty.next_seq).map_err(|e| self.io(e))?;
+            meta.insert(NEXT_SEQ, dirty.next_seq)
+                .map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))
     }
 
     fn io(&self, error: impl std::fmt::Display) -> StoreError {
-        StoreError::Io { path: self.path.clone(), cause: error.to_string() }
+        StoreError::Io {
+            path: self.path.clone(),
+            cause: error.to_string(),
+        }
     }
 
     fn corrupt(&self, cause: String) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), cause }
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+}
+
+/// Opens the redb file, classifying what can go wrong; redb's panics are caught, not shown.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let path = path.to_owned();
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(&path)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Locked { path }),
+        // redb reports a file that is not a redb database (bad magic number, short header) as
+        // an I/O error of kind InvalidData or UnexpectedEof: that is a corrupt file, not a disk fault.
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source))))
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Err(StoreError::Corrupt {
+                path,
+                cause: source.to_string(),
+            })
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
+            Err(StoreError::Io {
+                path,
+                cause: source.to_string(),
+            })
+        }
+        Ok(Err(e)) => Err(StoreError::Corrupt {
+            path,
+            cause: e.to_string(),
+        }),
+        Err(_) => Err(StoreError::Corrupt {
+            path,
+            cause: "redb could not read the file".into(),
+        }),
     }
 }
 
@@ -206,7 +304,9 @@ fn check_access(dir: &Path, file: &Path) -> Result<(), StoreError> {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     for path in [dir, file] {
-        let Ok(meta) = std::fs::metadata(path) else { continue };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
         let refuse = |reason: String| StoreError::Directory {
             path: path.to_owned(),
             source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason),
@@ -218,7 +318,10 @@ fn check_access(dir: &Path, file: &Path) -> Result<(), StoreError> {
             )));
         }
         if meta.mode() & 0o600 != 0o600 {
-            return Err(refuse(format!("mode {:o} does not let its owner read and write it", meta.mode() & 0o7777)));
+            return Err(refuse(format!(
+                "mode {:03o} does not let its owner read and write it",
+                meta.mode() & 0o7777
+            )));
         }
     }
     Ok(())

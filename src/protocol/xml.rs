@@ -1,0 +1,481 @@
+//! A strict, bounded XML 1.0 pull reader over one in-memory document, built on quick-xml.
+//!
+//! quick-xml finds the markup boundaries and matches end tags; this module adds everything
+//! else a strict reader needs: UTF-8 and character checks, names, attribute syntax, references,
+//! `]]>` in text, prolog rules (declaration first, DOCTYPE without internal subset), nothing but
+//! white space, comments and PIs around the root, and the [`Limits`]. The message parsers
+//! then walk [`Token`]s and only judge structure (INVALID), never syntax (MALFORMED).
+//!
+//! The same reader runs in *partial* mode for [`super::scan_document`]: running out of input
+//! is then "need more bytes", not an error.
+
+mod attrs;
+mod chars;
+mod prolog;
+mod walk;
+pub(crate) mod write;
+
+use quick_xml::errors::{Error as QuickXmlError, IllFormedError};
+use quick_xml::events::Event as XmlEvent;
+
+pub(crate) use attrs::RawAttribute;
+pub use chars::is_representable;
+use chars::{
+    first_unrepresentable, is_all_space, is_name, push_normalized_newlines, resolve_reference,
+};
+pub(crate) use walk::parse_document;
+
+use super::error::{ProtocolError, excerpt};
+
+/// Bounds on an incoming document, so a hostile peer cannot make the parser do unbounded work.
+///
+/// Every limit is checked while reading; exceeding one rejects the message as `MALFORMED`
+/// (the parser stops before it knows whether the rest is well-formed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted message, in bytes (the document plus anything sent after it).
+    pub max_message_bytes: usize,
+    /// Deepest element nesting (CRNP needs 4: root, SC_EVENT_REG, NVPAIR, NAME).
+    pub max_depth: usize,
+    /// Most attributes on one element (CRNP needs 5, on SC_EVENT).
+    pub max_attributes: usize,
+    /// Most elements in one document.
+    pub max_elements: usize,
+}
+
+impl Default for Limits {
+    /// 64 KiB, depth 16, 16 attributes per element, 10 000 elements: far above any real
+    /// registration, far below anything that costs the server noticeable time.
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 65_536,
+            max_depth: 16,
+            max_attributes: 16,
+            max_elements: 10_000,
+        }
+    }
+}
+
+/// A piece of character data inside an element; an element's text is the concatenation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TextPiece<'a> {
+    /// Literal character data (no references; end-of-line handling still to apply).
+    Chars(&'a str),
+    /// The content of a CDATA section (end-of-line handling still to apply).
+    CData(&'a str),
+    /// A resolved entity or character reference.
+    Char(char),
+}
+
+impl TextPiece<'_> {
+    /// Appends this piece's characters to `out`, with XML end-of-line handling.
+    fn push_to(self, out: &mut String) {
+        match self {
+            Self::Chars(text) | Self::CData(text) => push_normalized_newlines(out, text),
+            Self::Char(c) => out.push(c),
+        }
+    }
+}
+
+/// The INVALID error for an attribute the DTD does not declare on `element`.
+pub(crate) fn unknown_attribute(element: &str, attribute: RawAttribute<'_>) -> ProtocolError {
+    ProtocolError::invalid(format!(
+        "<{element}> has no attribute {}",
+        excerpt(attribute.name)
+    ))
+}
+
+/// What the reader found next.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Token<'a> {
+    /// A start tag (or an empty-element tag), by element name; its attributes are in
+    /// [`Reader::attributes`] until the next token is read, and its matching
+    /// [`Token::Close`] follows its content (immediately for `<x/>`).
+    Open(&'a str),
+    /// The end of the most recently opened element.
+    Close,
+    /// Character data inside the root element.
+    Text(TextPiece<'a>),
+    /// The end of the input, after a complete root element and a clean epilog.
+    End,
+}
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The input can never become a well-formed document.
+    Malformed(ProtocolError),
+    /// The input ended too early; the reason says where. More bytes may fix it.
+    NeedMore(String),
+}
+
+/// Where the reader is in the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing read yet: the only place an XML declaration may appear.
+    Start,
+    /// After the declaration or other prolog items, before the root.
+    Prolog,
+    /// Inside the root element.
+    Root,
+    /// After the root element.
+    Epilog,
+}
+
+/// The strict pull reader. See the module doc.
+pub(crate) struct Reader<'a> {
+    /// The document text after any BOM.
+    input: &'a str,
+    /// Bytes before `input` (the BOM), to report positions in the caller's buffer.
+    skipped: usize,
+    inner: quick_xml::Reader<&'a [u8]>,
+    limits: Limits,
+    phase: Phase,
+    doctype_seen: bool,
+    depth: usize,
+    elements: usize,
+    /// An empty-element tag was returned as `Open`; its `Close` is due next.
+    pending_close: bool,
+    /// Attributes of the element last opened (reused, no allocation per tag).
+    attributes: Vec<RawAttribute<'a>>,
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl<'a> Reader<'a> {
+    /// A reader over a whole document: running out of input is MALFORMED.
+    pub(crate) fn new(bytes: &'a [u8], limits: &Limits) -> Result<Self, ProtocolError> {
+        Self::open(bytes, limits, false).map_err(Fault::into_error)
+    }
+
+    /// A reader over a document still arriving: a trailing incomplete UTF-8 sequence is
+    /// left for later and running out of input is [`Fault::NeedMore`].
+    pub(crate) fn partial(bytes: &'a [u8], limits: &Limits) -> Result<Self, Fault> {
+        Self::open(bytes, limits, true)
+    }
+
+    fn open(bytes: &'a [u8], limits: &Limits, partial: bool) -> Result<Self, Fault> {
+        if bytes.len() > limits.max_message_bytes {
+            return Err(malformed(format!(
+                "the message is {} bytes, more than the limit of {} bytes",
+                bytes.len(),
+                limits.max_message_bytes
+            )));
+        }
+        let skipped = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
+        let body = &bytes[skipped..];
+        let input = match std::str::from_utf8(body) {
+            Ok(text) => text,
+            Err(e) if partial && e.error_len().is_none() => {
+                std::str::from_utf8(&body[..e.valid_up_to()]).map_err(|_| not_utf8(skipped))?
+            }
+            Err(e) => return Err(not_utf8(skipped + e.valid_up_to())),
+        };
+        if let Some(at) = first_unrepresentable(input.as_bytes()) {
+            let what = match input.as_bytes()[at] {
+                0 => "a NUL byte".to_owned(),
+                _ => format!(
+                    "character {:?}",
+                    input[at..].chars().next().unwrap_or_default()
+                ),
+            };
+            return Err(malformed(format!(
+                "{what} at byte {} is not allowed in XML",
+                skipped + at
+            )));
+        }
+        if input.starts_with('\u{FEFF}') {
+            return Err(malformed("a second byte order mark starts the document"));
+        }
+        let mut inner = quick_xml::Reader::from_str(input);
+        let config = inner.config_mut();
+        config.check_comments = true;
+        config.check_end_names = true;
+        Ok(Self {
+            input,
+            skipped,
+            inner,
+            limits: *limits,
+            phase: Phase::Start,
+            doctype_seen: false,
+            depth: 0,
+            elements: 0,
+            pending_close: false,
+            attributes: Vec::new(),
+        })
+    }
+
+    /// The attributes of the element last opened, in document order.
+    /// Read them before asking for the next token.
+    pub(crate) fn attributes(&self) -> &[RawAttribute<'a>] {
+        &self.attributes
+    }
+
+    /// Rejects any attribute on the element just opened, for elements whose DTD declares none.
+    pub(crate) fn expect_no_attributes(&self, element: &str) -> Result<(), ProtocolError> {
+        match self.attributes.first() {
+            Some(&attribute) => Err(unknown_attribute(element, attribute)),
+            None => Ok(()),
+        }
+    }
+
+    /// How many elements are open.
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The next token; running out of input is MALFORMED ("truncated").
+    pub(crate) fn next(&mut self) -> Result<Token<'a>, ProtocolError> {
+        self.next_token().map_err(Fault::into_error)
+    }
+
+    /// The next token, or why there is none.
+    pub(crate) fn next_token(&mut self) -> Result<Token<'a>, Fault> {
+        if self.pending_close {
+            self.pending_close = false;
+            return Ok(self.close());
+        }
+        loop {
+            let position = self.skipped + self.inner.buffer_position() as usize;
+            let event = match self.inner.read_event() {
+                Ok(event) => event,
+                Err(e) => return Err(self.quick_xml_fault(e)),
+            };
+            match event {
+                XmlEvent::Start(tag) => return self.open_element(&tag, false),
+                XmlEvent::Empty(tag) => return self.open_element(&tag, true),
+                XmlEvent::End(_) => return Ok(self.close()),
+                XmlEvent::Text(text) => {
+                    let text = self.borrowed(&text)?;
+                    if self.phase == Phase::Root {
+                        if memchr::memmem::find(text.as_bytes(), b"]]>").is_some() {
+                            return Err(malformed(format!(
+                                "']]>' is not allowed in text (near byte {position})"
+                            )));
+                        }
+                        return Ok(Token::Text(TextPiece::Chars(text)));
+                    }
+                    self.outside_root(text, position)?;
+                }
+                XmlEvent::CData(cdata) => {
+                    let text = self.borrowed(&cdata)?;
+                    self.inside_root("a CDATA section", position)?;
+                    return Ok(Token::Text(TextPiece::CData(text)));
+                }
+                XmlEvent::GeneralRef(reference) => {
+                    self.inside_root("a reference", position)?;
+                    let c = resolve_reference(&reference)
+                        .map_err(|e| malformed(format!("{e} (near byte {position})")))?;
+                    return Ok(Token::Text(TextPiece::Char(c)));
+                }
+                XmlEvent::Decl(_) => self.declaration(position)?,
+                XmlEvent::DocType(doctype) => {
+                    let body = self.borrowed(&doctype)?;
+                    self.doctype(body, position)?;
+                }
+                XmlEvent::PI(pi) => {
+                    let target = pi.target();
+                    if !is_name(target) || target.eq_ignore_ascii_case("xml") {
+                        return Err(malformed(format!(
+                            "processing instruction target {} is not allowed (near byte {position})",
+                            excerpt(target)
+                        )));
+                    }
+                    self.leave_start();
+                }
+                XmlEvent::Comment(_) => self.leave_start(),
+                XmlEvent::Eof => {
+                    return match self.phase {
+                        Phase::Epilog => Ok(Token::End),
+                        Phase::Root => Err(Fault::NeedMore(
+                            "the input ends before the root element is closed".into(),
+                        )),
+                        Phase::Start | Phase::Prolog => Err(Fault::NeedMore(
+                            "the input ends before the root element".into(),
+                        )),
+                    };
+                }
+            }
+        }
+    }
+
+    fn open_element(&mut self, tag: &str, empty: bool) -> Result<Token<'a>, Fault> {
+        let tag = self.borrowed(tag)?;
+        if self.phase == Phase::Epilog {
+            return Err(malformed(format!(
+                "unexpected element after the root element: {}",
+                excerpt(tag)
+            )));
+        }
+        let name_end = tag.bytes().position(chars::is_space).unwrap_or(tag.len());
+        let (name, attributes) = tag.split_at(name_end);
+        if !is_name(name) {
+            return Err(malformed(format!(
+                "{} is not a valid element name",
+                excerpt(name)
+            )));
+        }
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(malformed(format!(
+                "elements are nested more than {} levels deep",
+                self.limits.max_depth
+            )));
+        }
+        self.elements += 1;
+        if self.elements > self.limits.max_elements {
+            return Err(malformed(format!(
+                "the document has more than {} elements",
+                self.limits.max_elements
+            )));
+        }
+        attrs::parse_all(
+            name,
+            attributes,
+            self.limits.max_attributes,
+            &mut self.attributes,
+        )
+        .map_err(malformed)?;
+        self.phase = Phase::Root;
+        self.pending_close = empty;
+        Ok(Token::Open(name))
+    }
+
+    fn close(&mut self) -> Token<'a> {
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth == 0 {
+            self.phase = Phase::Epilog;
+        }
+        Token::Close
+    }
+
+    /// Text outside the root element: only white space is allowed.
+    fn outside_root(&mut self, text: &str, position: usize) -> Result<(), Fault> {
+        if !is_all_space(text) {
+            let place = match self.phase {
+                Phase::Epilog => "after the root element",
+                _ => "before the root element",
+            };
+            let text = text.trim_start_matches(|c: char| c.is_ascii() && chars::is_space(c as u8));
+            return Err(malformed(format!(
+                "unexpected text {place} (near byte {position}): {}",
+                excerpt(text)
+            )));
+        }
+        self.leave_start();
+        Ok(())
+    }
+
+    fn inside_root(&self, what: &str, position: usize) -> Result<(), Fault> {
+        match self.phase {
+            Phase::Root => Ok(()),
+            _ => Err(malformed(format!(
+                "{what} outside the root element (near byte {position})"
+            ))),
+        }
+    }
+
+    fn leave_start(&mut self) {
+        if self.phase == Phase::Start {
+            self.phase = Phase::Prolog;
+        }
+    }
+
+    fn declaration(&mut self, position: usize) -> Result<(), Fault> {
+        if self.phase != Phase::Start {
+            return Err(malformed(format!(
+                "the XML declaration must be the very first thing in the document, \
+                 with nothing (not even white space) before it (found near byte {position})"
+            )));
+        }
+        let end = self.inner.buffer_position() as usize;
+        let body = self
+            .input
+            .get("<?xml".len()..end.saturating_sub("?>".len()))
+            .unwrap_or("");
+        prolog::check_declaration(body, self.input.is_ascii())
+            .map_err(|e| malformed(format!("bad XML declaration: {e}")))?;
+        self.phase = Phase::Prolog;
+        Ok(())
+    }
+
+    fn doctype(&mut self, body: &'a str, position: usize) -> Result<(), Fault> {
+        if self.phase == Phase::Root || self.phase == Phase::Epilog || self.doctype_seen {
+            return Err(malformed(format!(
+                "a DOCTYPE is only allowed once, before the root element (near byte {position})"
+            )));
+        }
+        let start = self.offset_of(body);
+        let keyword = self.input[..start]
+            .trim_end_matches(|c: char| c.is_ascii() && chars::is_space(c as u8));
+        if !keyword.ends_with("<!DOCTYPE") {
+            return Err(malformed(format!(
+                "DOCTYPE must be written in upper case (near byte {position})"
+            )));
+        }
+        prolog::check_doctype(body)
+            .map_err(|e| malformed(format!("{e} (near byte {position})")))?;
+        self.doctype_seen = true;
+        self.phase = Phase::Prolog;
+        Ok(())
+    }
+
+    /// The `'a` slice of `input` that quick-xml handed out as `part` (quick-xml borrows from
+    /// the input, but its event types do not expose that lifetime for every event kind).
+    fn borrowed(&self, part: &str) -> Result<&'a str, Fault> {
+        let start = self.offset_of(part);
+        self.input
+            .get(start..start.wrapping_add(part.len()))
+            .filter(|slice| slice.as_ptr() == part.as_ptr())
+            .ok_or_else(|| malformed("internal error: the XML reader lost track of its input"))
+    }
+
+    fn offset_of(&self, part: &str) -> usize {
+        (part.as_ptr() as usize).wrapping_sub(self.input.as_ptr() as usize)
+    }
+
+    /// Classifies a quick-xml error: running out of input, or a real syntax error.
+    ///
+    /// quick-xml reports an unterminated construct as a syntax error after consuming the rest
+    /// of the input, except for a lone `<` or `<!` at the very end, which it does not consume.
+    /// (A malformed construct that happens to end exactly at the end of the input, like
+    /// `<!-x>`, is therefore taken for a truncated one; more input exposes it.)
+    fn quick_xml_fault(&self, error: QuickXmlError) -> Fault {
+        let consumed_all = self.inner.buffer_position() as usize >= self.input.len();
+        let error_start = self.inner.error_position() as usize;
+        let lone_opener = self.input.len().saturating_sub(error_start) <= "<!".len();
+        let at_end = consumed_all || lone_opener;
+        let truncated = matches!(
+            error,
+            QuickXmlError::Syntax(_) | QuickXmlError::IllFormed(IllFormedError::UnclosedReference)
+        );
+        if at_end && truncated {
+            Fault::NeedMore(error.to_string())
+        } else {
+            malformed(format!(
+                "not well-formed XML near byte {}: {error}",
+                self.skipped + self.inner.error_position() as usize
+            ))
+        }
+    }
+}
+
+impl Fault {
+    /// The error for a whole-document parse, where running out of input is fatal.
+    pub(crate) fn into_error(self) -> ProtocolError {
+        match self {
+            Self::Malformed(error) => error,
+            Self::NeedMore(why) => ProtocolError::malformed(format!("truncated document: {why}")),
+        }
+    }
+}
+
+fn malformed(reason: impl Into<String>) -> Fault {
+    Fault::Malformed(ProtocolError::malformed(reason))
+}
+
+fn not_utf8(at: usize) -> Fault {
+    malformed(format!(
+        "the message is not UTF-8: invalid byte sequence at byte {at}"
+    ))
+}

@@ -1,0 +1,91 @@
+//! Walking a document's structure for the message parsers: the root, element-only content,
+//! text-only content, and the final check of everything after the part a parser judged.
+
+use super::chars::is_all_space;
+use super::{Limits, Reader, TextPiece, Token};
+use crate::protocol::error::{ProtocolError, excerpt};
+
+impl<'a> Reader<'a> {
+    /// Reads to the end of the document, checking it; the result of a parse whose structure
+    /// was already judged, because any MALFORMED finding outranks an INVALID one.
+    pub(crate) fn finish(&mut self) -> Result<(), ProtocolError> {
+        while !matches!(self.next()?, Token::End) {}
+        Ok(())
+    }
+
+    /// The next child element of `parent`, whose content is elements only: white space is
+    /// skipped, other text is INVALID. `None` at the end of `parent`.
+    pub(crate) fn next_child(&mut self, parent: &str) -> Result<Option<&'a str>, ProtocolError> {
+        loop {
+            match self.next()? {
+                Token::Open(name) => return Ok(Some(name)),
+                Token::Close => return Ok(None),
+                Token::Text(TextPiece::Chars(text)) if is_all_space(text) => {}
+                Token::Text(_) => {
+                    return Err(ProtocolError::invalid(format!(
+                        "<{parent}> may contain only elements, not text"
+                    )));
+                }
+                Token::End => {
+                    return Err(ProtocolError::malformed(format!(
+                        "<{parent}> is not closed"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The text of a text-only element, up to its end tag: plain text, references and CDATA
+    /// sections concatenated.
+    pub(crate) fn text_content(&mut self, element: &str) -> Result<String, ProtocolError> {
+        let mut text = String::new();
+        loop {
+            match self.next()? {
+                Token::Text(piece) => piece.push_to(&mut text),
+                Token::Close => return Ok(text),
+                Token::Open(child) => {
+                    return Err(ProtocolError::invalid(format!(
+                        "<{element}> may contain only text, not element {}",
+                        excerpt(child)
+                    )));
+                }
+                Token::End => {
+                    return Err(ProtocolError::malformed(format!(
+                        "<{element}> is not closed"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Parses a whole document whose root must be `root`, with `body` judging the root element
+/// (its attributes are in [`Reader::attributes`]) and its content (it must consume everything
+/// up to the root's [`Token::Close`]).
+///
+/// Enforces the check order of the spec: any MALFORMED finding anywhere in the input wins
+/// over the root-name check, which wins over whatever `body` reports (VERSION first, then
+/// the rest, as `body` checks them in that order).
+pub(crate) fn parse_document<'a, T>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    root: &str,
+    body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
+) -> Result<T, ProtocolError> {
+    let mut reader = Reader::new(bytes, limits)?;
+    let result = match reader.next()? {
+        Token::Open(name) if name == root => body(&mut reader),
+        Token::Open(name) => Err(ProtocolError::invalid(format!(
+            "the root element is {}, expected {root}",
+            excerpt(name)
+        ))),
+        _ => Err(ProtocolError::malformed("the document has no root element")),
+    };
+    match result {
+        Err(error) if error.is_malformed() => Err(error),
+        result => {
+            reader.finish()?;
+            result
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! The test harness: a real `crnpd` process on loopback with a real redb file, and the raw
+//! protocol clients the tests speak to it with. Everything is bounded in time; ports are
+//! picked by the kernel; only 127.0.0.0/8 addresses are used.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A running crnpd with its own data directory.
+pub struct Crnpd {
+    child: Child,
+    pub listen: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// The crnpd binary under test.
+pub fn crnpd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_crnpd")
+}
+
+impl Crnpd {
+    /// Starts crnpd on dynamic ports with a fresh data directory and `args` appended.
+    pub fn start(args: &[&str]) -> Crnpd {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let data_dir = temp.path().join("data");
+        let mut crnpd = Crnpd::start_in(&data_dir, temp.path(), args);
+        crnpd._temp = Some(temp);
+        crnpd
+    }
+
+    /// Starts crnpd on `data_dir` (kept after the process ends), logging into `log_dir`.
+    pub fn start_in(data_dir: &Path, log_dir: &Path, args: &[&str]) -> Crnpd {
+        let (child, log) = spawn(data_dir, log_dir, args);
+        Crnpd::await_ready(child, data_dir, log)
+    }
+
+    /// Waits for the ready line of a spawned crnpd.
+    pub fn await_ready(mut child: Child, data_dir: &Path, log: PathBuf) -> Crnpd {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "crnpd did not become ready; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|part| part.strip_prefix(name))
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("bad ready line {line:?}"))
+        };
+        Crnpd {
+            listen: field("listen="),
+            http: field("http="),
+            child,
+            data_dir: data_dir.to_owned(),
+            log,
+            _temp: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), libc::SIGTERM);
+        wait_exit(&mut self.child)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Registers over the CRNP port from `source` and returns the reply's status code.
+    pub fn register(&self, source: IpAddr, xml: &str) -> String {
+        status_of(&exchange(self.listen, source, xml.as_bytes()))
+    }
+
+    /// Publishes JSON; returns the HTTP status and body.
+    pub fn publish_json(&self, body: &str) -> (u16, String) {
+        http(
+            self.http,
+            "POST",
+            "/v1/events",
+            Some(("application/json", body.as_bytes())),
+            None,
+        )
+    }
+
+    /// A metric's value summed over all label sets matching `labels` (e.g. `result="ok"`).
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let (_, text) = http(self.http, "GET", "/metrics", None, None);
+        metric_sum(&text, name, labels)
+    }
+
+    /// Waits until `check` holds on a metric value.
+    pub fn wait_metric(&self, name: &str, labels: &[&str], check: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.metric(name, labels);
+            if check(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metric {name}{labels:?} stayed at {value}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The registered clients as the admin API lists them.
+    pub fn clients(&self) -> serde_json::Value {
+        let (status, body) = http(self.http, "GET", "/v1/clients", None, None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("clients JSON")
+    }
+}
+
+impl Drop for Crnpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns crnpd without waiting; stdout is piped (the ready line), stderr goes to a log file.
+pub fn spawn(data_dir: &Path, log_dir: &Path, args: &[&str]) -> (Child, PathBuf) {
+    let log = log_dir.join(format!("crnpd-{}.log", unique()));
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let defaults = [
+        ("--listen", "127.0.0.1:0"),
+        ("--http", "127.0.0.1:0"),
+        ("--cores", "2"),
+    ];
+    let child = Command::new(crnpd_bin())
+        .args(
+            defaults
+                .iter()
+                .filter(|(flag, _)| !args.contains(flag))
+                .flat_map(|(flag, value)| [*flag, *value]),
+        )
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("CRNPD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .expect("spawn crnpd");
+    (child, log)
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
+}
+
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "crnpd did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback address other than 127.0.0.1, so identity-by-source-IP is exercised.
+pub fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// A TCP connection from `source` (port chosen by the kernel).
+pub fn connect_from(source: IpAddr, to: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind source");
+    socket.connect_timeout(&to.into(), WAIT).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+}
+
+/// Writes `message` without half-closing (as CRNP clients do) and reads the reply to EOF.
+pub fn exchange(server: SocketAddr, source: IpAddr, message: &[u8]) -> String {
+    let mut stream = connect_from(source, server);
+    stream.write_all(message).expect("write registration");
+    read_to_end(&mut stream)
+}
+
+pub fn read_to_end(stream: &mut TcpStream) -> String {
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The STATUS_CODE of an SC_REPLY text, or `NO_REPLY`.
+pub fn status_of(reply: &str) -> String {
+    reply
+        .split("STATUS_CODE=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map_or_else(|| "NO_REPLY".to_owned(), str::to_owned)
+}
+
+/// An SC_CALLBACK_REG document.
+pub fn reg(form: &str, port: u16, types: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><SC_CALLBACK_REG VERSION=\"1.0\" PORT=\"{port}\" REG_TYPE=\"{form}\">{types}</SC_CALLBACK_REG>"
+    )
+}
+
+/// An SC_EVENT_REG for a class and optional subclass and pairs.
+pub fn event_type(class: &str, subclass: Option<&str>, pairs: &[(&str, &str)]) -> String {
+    let sub = subclass
+        .map(|s| format!(" SUBCLASS=\"{s}\""))
+        .unwrap_or_default();
+    let pairs: String = pairs
+        .iter()
+        .map(|(n, v)| format!("<NVPAIR><NAME>{n}</NAME><VALUE>{v}</VALUE></NVPAIR>"))
+        .collect();
+    format!("<SC_EVENT_REG CLASS=\"{class}\"{sub}>{pairs}</SC_EVENT_REG>")
+}
+
+/// A JSON event of class `class`/`subclass` with pairs.
+pub fn json_event(class: &str, subclass: &str, pairs: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| format!("{{\"name\":\"{n}\",\"value\":\"{v}\"}}"))
+        .collect();
+    format!(
+        "{{\"class\":\"{class}\",\"subclass\":\"{subclass}\",\"nvpairs\":[{}]}}",
+        pairs.join(",")
+    )
+}
+
+/// A minimal HTTP/1.1 request; returns status and body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect http");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let payload = body.map_or(&[][..], |(_, bytes)| bytes);
+    if let Some((content_type, bytes)) = body {
+        request.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write request");
+    stream.write_all(payload).expect("write body");
+    let response = read_to_end(&mut stream);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, dechunk(body))
+}
+
+fn dechunk(body: &str) -> String {
+    // axum answers with Content-Length for these bodies; a chunked body is decoded here.
+    let mut rest = body;
+    let mut out = String::new();
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_owned();
+        };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_owned();
+        };
+        if size == 0 {
+            return out;
+        }
+        if after.len() < size {
+            return body.to_owned();
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+}
+
+/// Sums a metric over the label sets that contain every one of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|l| label_text.contains(l)))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// A subscriber: a callback listener that records every SC_EVENT it receives, in order.
+pub struct Subscriber {
+    pub addr: SocketAddr,
+    events: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+}
+
+impl Subscriber {
+    /// Listens on `ip`:(kernel-chosen port) and accepts deliveries in a background thread.
+    pub fn listen(ip: IpAddr) -> Subscriber {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind subscriber");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let peer = stream.peer_addr().expect("peer");
+                let _ = stream.set_read_timeout(Some(WAIT));
+                let mut bytes = Vec::new();
+                let _ = stream.read_to_end(&mut bytes);
+                if tx.send((peer, bytes)).is_err() {
+                    return;
+                }
+            }
+        });
+        Subscriber { addr, events }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The next delivery (source address and bytes), waiting at most [`WAIT`].
+    pub fn next(&self) -> (SocketAddr, String) {
+        let (peer, bytes) = self
+            .events
+            .recv_timeout(WAIT)
+            .expect("an event arrives in time");
+        (peer, String::from_utf8(bytes).expect("UTF-8 event"))
+    }
+
+    /// The next `n` deliveries' bytes.
+    pub fn take(&self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.next().1).collect()
+    }
+
+    /// Nothing arrived so far (no waiting).
+    pub fn nothing_yet(&self) -> bool {
+        self.events.try_recv().is_err()
+    }
+}
+
+/// The value of the first VALUE of pair `name` in an SC_EVENT text.
+pub fn pair_value(event: &str, name: &str) -> Option<String> {
+    let after = event
+        .split(&format!("<NAME><![CDATA[{name}]]></NAME><VALUE><![CDATA["))
+        .nth(1)?;
+    after.split("]]>").next().map(str::to_owned)
+}
+
+/// A port nobody listens on (bound, read, released).
+pub fn dead_port(ip: IpAddr) -> u16 {
+    TcpListener::bind(SocketAddr::new(ip, 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

@@ -1,0 +1,1064 @@
+//! Guards the durability contract of a real crnpd on a real redb file (issue 4):
+//!
+//! - an `SC_REPLY OK` means durable: kill -9 at a random moment of a registration storm loses
+//!   no acknowledged client, changes no acknowledged event-type set, and keeps every client
+//!   whose registration got an error reply out;
+//! - after kill -9 and restart, and after failover to a `--standby`, every client receives the
+//!   current state of each type it registered for, and new events flow again;
+//! - a corrupt, unreadable or foreign-owned store is a clear start-up error naming the path,
+//!   never a panic and never a silently empty registry; a full disk refuses registrations
+//!   with `SYSTEM_ERROR` while crnpd stays up, keeps what it acknowledged, and recovers;
+//! - `crnpd store check` and `crnpd store export` describe a stopped store and refuse a held or
+//!   missing one.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use socket2::{Domain, Socket, Type};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+
+/// A registered event type in a comparable form: `class|subclass|name=value,...`.
+type TypeKey = String;
+
+/// Client address -> its event types, as the store export or the admin API shows them.
+type Registry = BTreeMap<String, BTreeSet<TypeKey>>;
+
+fn type_key(class: &str, subclass: Option<&str>, pairs: &[(&str, &str)]) -> TypeKey {
+    let pairs: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    format!("{class}|{}|{}", subclass.unwrap_or("-"), pairs.join(","))
+}
+
+/// The registry in a JSON list of clients (`crnpd store export`'s `clients`, or `/v1/clients`).
+fn registry_of(clients: &serde_json::Value) -> Registry {
+    let mut registry = Registry::new();
+    for client in clients.as_array().expect("a client array") {
+        let address = client["address"].as_str().expect("address").to_owned();
+        let mut types = BTreeSet::new();
+        for t in client["event_types"].as_array().expect("event_types") {
+            let pairs: Vec<(String, String)> = t["nvpairs"]
+                .as_array()
+                .expect("nvpairs")
+                .iter()
+                .map(|p| {
+                    let name = p["name"].as_str().expect("pair name").to_owned();
+                    let value = match &p["value"] {
+                        serde_json::Value::String(v) => v.clone(),
+                        other => other.to_string(),
+                    };
+                    (name, value)
+                })
+                .collect();
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            types.insert(type_key(
+                t["class"].as_str().expect("class"),
+                t["subclass"].as_str(),
+                &pairs,
+            ));
+        }
+        assert!(
+            registry.insert(address.clone(), types).is_none(),
+            "{address} listed twice"
+        );
+    }
+    registry
+}
+
+/// Runs `crnpd store <action>` on `data_dir`.
+fn store_command(action: &str, data_dir: &Path) -> Output {
+    Command::new(crnpd_bin())
+        .args(["store", action, "--data-dir"])
+        .arg(data_dir)
+        .env("CRNPD_LOG", "warn")
+        .output()
+        .expect("run crnpd store")
+}
+
+/// `crnpd store export` of a store no process holds, parsed.
+fn export(data_dir: &Path) -> serde_json::Value {
+    let output = store_command("export", data_dir);
+    assert!(
+        output.status.success(),
+        "store export failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("export is JSON")
+}
+
+/// Spawns crnpd on `data_dir`, expects it to exit at start-up; returns its exit code and stderr.
+fn start_fails(data_dir: &Path, log_dir: &Path) -> (Option<i32>, String) {
+    let (mut child, log) = spawn(data_dir, log_dir, &[]);
+    let status = wait_exit(&mut child);
+    (
+        status.code(),
+        std::fs::read_to_string(log).unwrap_or_default(),
+    )
+}
+
+fn assert_clear_startup_error(code: Option<i32>, stderr: &str, path: &Path, words: &[&str]) {
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "a non-zero exit, got {code:?}; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "stderr names {}:\n{stderr}",
+        path.display()
+    );
+    for word in words {
+        assert!(stderr.contains(word), "stderr says {word:?}:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "no panic message:\n{stderr}");
+    assert!(
+        !stderr.contains("crnpd ready"),
+        "it did not serve:\n{stderr}"
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Polls until `check` holds, at most `limit`; a short sleep between tries.
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// GET /readyz status, or `None` while nothing listens on `http`.
+fn readyz(http_addr: SocketAddr) -> Option<u16> {
+    TcpStream::connect_timeout(&http_addr, Duration::from_secs(1)).ok()?;
+    Some(http(http_addr, "GET", "/readyz", None, None).0)
+}
+
+fn membership() -> String {
+    event_type("EC_Cluster", Some("ESC_cluster_membership"), &[])
+}
+
+fn r_state(name: &str) -> String {
+    event_type(
+        "EC_Cluster",
+        Some("ESC_cluster_r_state"),
+        &[("r_name", name)],
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kill -9 registration storm
+
+/// A small, seeded generator (xorshift64*): the storm is reproducible from its printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What one registration of the storm got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// `SC_REPLY OK`.
+    Ok,
+    /// An `SC_REPLY` with another status.
+    Refused(String),
+    /// Sent (at least partly), but the connection ended without a reply: the kill cut it.
+    NoReply,
+    /// Never reached crnpd (connection refused after the kill).
+    NotSent,
+}
+
+const STORM_CLIENTS: usize = 2_000;
+const STORM_THREADS: usize = 16;
+const STORM_SOURCES: usize = 50;
+
+/// Client `i` of storm round `round`: its source IP, callback port, message and expected types.
+/// Every tenth client sends ADD_EVENTS without being registered: it must get FAIL and stay out.
+struct StormClient {
+    ip: IpAddr,
+    port: u16,
+    message: String,
+    types: Option<BTreeSet<TypeKey>>,
+}
+
+fn storm_client(round: usize, i: usize) -> StormClient {
+    let ip = ip(2 + (i % STORM_SOURCES) as u8);
+    let port = u16::try_from(20_000 + round * STORM_CLIENTS + i).expect("port");
+    let r_name = format!("r{round}-{i}");
+    let mut xml = r_state(&r_name);
+    let mut types = BTreeSet::from([type_key(
+        "EC_Cluster",
+        Some("ESC_cluster_r_state"),
+        &[("r_name", &r_name)],
+    )]);
+    if i.is_multiple_of(2) {
+        xml.push_str(&membership());
+        types.insert(type_key("EC_Cluster", Some("ESC_cluster_membership"), &[]));
+    }
+    if i.is_multiple_of(3) {
+        let group = format!("g{}", i % 5);
+        xml.push_str(&event_type(
+            "EC_Cluster",
+            Some("ESC_cluster_rg_state"),
+            &[("rg_name", &group)],
+        ));
+        types.insert(type_key(
+            "EC_Cluster",
+            Some("ESC_cluster_rg_state"),
+            &[("rg_name", &group)],
+        ));
+    }
+    if i.is_multiple_of(7) {
+        xml.push_str(&event_type("EC_Cluster", None, &[]));
+        types.insert(type_key("EC_Cluster", None, &[]));
+    }
+    if i % 10 == 9 {
+        StormClient {
+            ip,
+            port,
+            message: reg("ADD_EVENTS", port, &xml),
+            types: None,
+        }
+    } else {
+        StormClient {
+            ip,
+            port,
+            message: reg("ADD_CLIENT", port, &xml),
+            types: Some(types),
+        }
+    }
+}
+
+/// One registration that tolerates the server dying at any point.
+fn try_register(server: SocketAddr, source: IpAddr, message: &str) -> Outcome {
+    let Ok(socket) = Socket::new(Domain::IPV4, Type::STREAM, None) else {
+        return Outcome::NotSent;
+    };
+    if socket.bind(&SocketAddr::new(source, 0).into()).is_err() {
+        return Outcome::NotSent;
+    }
+    if socket
+        .connect_timeout(&server.into(), Duration::from_secs(5))
+        .is_err()
+    {
+        return Outcome::NotSent;
+    }
+    let mut stream: TcpStream = socket.into();
+    let _ = stream.set_read_timeout(Some(WAIT));
+    if stream.write_all(message.as_bytes()).is_err() {
+        return Outcome::NoReply;
+    }
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    match status_of(&String::from_utf8_lossy(&reply)).as_str() {
+        "NO_REPLY" => Outcome::NoReply,
+        "OK" => Outcome::Ok,
+        other => Outcome::Refused(other.to_owned()),
+    }
+}
+
+/// Registers the round's clients from many threads and source IPs; a killer thread kill -9s
+/// crnpd once `kill_after` replies have arrived. Returns every client's outcome.
+fn storm(crnpd: &Crnpd, round: usize, kill_after: usize) -> Vec<Outcome> {
+    let replies = AtomicUsize::new(0);
+    let killed = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let listen = crnpd.listen;
+    let pid = crnpd.pid();
+    let mut outcomes = vec![Outcome::NotSent; STORM_CLIENTS];
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = Instant::now() + WAIT;
+            while replies.load(Ordering::SeqCst) < kill_after
+                && done.load(Ordering::SeqCst) < STORM_THREADS
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            signal(pid, libc::SIGKILL);
+            killed.store(true, Ordering::SeqCst);
+        });
+        let workers: Vec<_> = (0..STORM_THREADS)
+            .map(|t| {
+                let (replies, killed, done) = (&replies, &killed, &done);
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    let mut dead = false;
+                    for i in (t..STORM_CLIENTS).step_by(STORM_THREADS) {
+                        if dead {
+                            mine.push((i, Outcome::NotSent));
+                            continue;
+                        }
+                        let client = storm_client(round, i);
+                        let outcome = try_register(listen, client.ip, &client.message);
+                        if matches!(outcome, Outcome::Ok | Outcome::Refused(_)) {
+                            replies.fetch_add(1, Ordering::SeqCst);
+                        } else if killed.load(Ordering::SeqCst) {
+                            dead = true;
+                        }
+                        mine.push((i, outcome));
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                    mine
+                })
+            })
+            .collect();
+        for worker in workers {
+            for (i, outcome) in worker.join().expect("storm thread") {
+                outcomes[i] = outcome;
+            }
+        }
+    });
+    outcomes
+}
+
+#[test]
+fn kill9_during_a_registration_storm_keeps_every_acknowledged_client_and_no_refused_one() {
+    let seed = std::env::var("CRNP_STORM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    println!("storm seed {seed} (rerun with CRNP_STORM_SEED={seed})");
+    let mut rng = Rng(seed);
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let args = ["--max-clients", "100000"];
+    let mut crnpd = Crnpd::start_in(&data, temp.path(), &args);
+    // What the store held after the previous rounds: it must survive every later kill.
+    let mut before = Registry::new();
+    let started = Instant::now();
+    let mut round = 0;
+    while round < 5 && (round < 2 || started.elapsed() < Duration::from_secs(40)) {
+        let kill_after = 50 + rng.below(STORM_CLIENTS as u64 - 100) as usize;
+        let outcomes = storm(&crnpd, round, kill_after);
+        crnpd.kill9();
+
+        let on_disk = registry_of(&export(&data)["clients"]);
+        let mut count = BTreeMap::<&str, usize>::new();
+        let mut cut_present = 0;
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let client = storm_client(round, i);
+            let address = SocketAddr::new(client.ip, client.port).to_string();
+            let stored = on_disk.get(&address);
+            match outcome {
+                Outcome::Ok => {
+                    *count.entry("ok").or_default() += 1;
+                    let expected = client.types.as_ref().expect("only ADD_CLIENT gets OK");
+                    assert_eq!(
+                        stored,
+                        Some(expected),
+                        "round {round}: {address} got OK (seed {seed})"
+                    );
+                }
+                Outcome::Refused(status) => {
+                    *count.entry("error reply").or_default() += 1;
+                    assert!(
+                        client.types.is_none(),
+                        "round {round}: {address} refused with {status}"
+                    );
+                    assert_eq!(
+                        stored, None,
+                        "round {round}: {address} got {status} but is stored (seed {seed})"
+                    );
+                }
+                Outcome::NoReply | Outcome::NotSent => {
+                    let key = if *outcome == Outcome::NoReply {
+                        "no reply"
+                    } else {
+                        "not sent"
+                    };
+                    *count.entry(key).or_default() += 1;
+                    if let Some(stored) = stored {
+                        cut_present += 1;
+                        assert_eq!(
+                            Some(stored),
+                            client.types.as_ref(),
+                            "round {round}: {address} half applied"
+                        );
+                    }
+                }
+            }
+        }
+        for (address, types) in &before {
+            assert_eq!(
+                on_disk.get(address),
+                Some(types),
+                "round {round}: {address} of an earlier round changed"
+            );
+        }
+        let oks = count.get("ok").copied().unwrap_or(0);
+        let known = on_disk.len() - before.len();
+        assert_eq!(
+            known,
+            oks + cut_present,
+            "round {round}: the store holds clients nobody registered"
+        );
+        println!(
+            "round {round}: killed after {kill_after} replies; {count:?}; {cut_present} cut by the kill were stored"
+        );
+        assert!(oks >= 30, "the kill came after at least 30 OKs");
+
+        crnpd = Crnpd::start_in(&data, temp.path(), &args);
+        assert_eq!(
+            registry_of(&crnpd.clients()),
+            on_disk,
+            "round {round}: restarted crnpd serves the store"
+        );
+        before = on_disk;
+        round += 1;
+    }
+    println!("{round} rounds in {:?}", started.elapsed());
+}
+
+/// Registers `n` clients over `threads` concurrent connections; returns (commits, requests
+/// committed) from crnpd's commit-batch histogram.
+fn concurrent_registrations(crnpd: &Crnpd, n: usize, threads: usize) -> (f64, f64) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    let port = u16::try_from(9000 + i).expect("port");
+                    assert_eq!(
+                        crnpd.register(
+                            ip(100 + (i % 20) as u8),
+                            &reg("ADD_CLIENT", port, &membership())
+                        ),
+                        "OK"
+                    );
+                }
+            });
+        }
+    });
+    (
+        crnpd.metric("crnp_registry_commit_batch_size_count", &[]),
+        crnpd.metric("crnp_registry_commit_batch_size_sum", &[]),
+    )
+}
+
+#[test]
+fn concurrent_registrations_share_commits_unless_the_batch_is_limited_to_one() {
+    let grouped = Crnpd::start(&[]);
+    let (commits, requests) = concurrent_registrations(&grouped, 400, 32);
+    assert!(
+        requests >= 400.0,
+        "every registration went through a commit ({requests})"
+    );
+    assert!(
+        commits < requests,
+        "{commits} commits for {requests} requests: some were shared"
+    );
+    println!("group commit: {requests} requests in {commits} commits");
+
+    let single = Crnpd::start(&["--max-commit-batch", "1"]);
+    let (commits, requests) = concurrent_registrations(&single, 100, 16);
+    assert!(requests >= 100.0);
+    assert_eq!(
+        commits, requests,
+        "--max-commit-batch 1: one commit per request"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery and failover delivery
+
+/// Three subscribers with distinct interests, registered after four events were published.
+struct Scene {
+    resource: Subscriber,
+    members: Subscriber,
+    everything: Subscriber,
+}
+
+const MEMBERSHIP_EVENT: (&str, &str) = ("EC_Cluster", "ESC_cluster_membership");
+const R_STATE: (&str, &str) = ("EC_Cluster", "ESC_cluster_r_state");
+const RG_STATE: (&str, &str) = ("EC_Cluster", "ESC_cluster_rg_state");
+
+fn publish_ok(crnpd: &Crnpd, (class, subclass): (&str, &str), pairs: &[(&str, &str)]) {
+    let (status, body) = crnpd.publish_json(&json_event(class, subclass, pairs));
+    assert_eq!(status, 202, "publish: {body}");
+}
+
+/// (subclass, the value that tells the events apart) of a delivery.
+fn describe(event: &str) -> (String, String) {
+    let subclass = event
+        .split("SUBCLASS=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    let value = pair_value(event, "state_list")
+        .or_else(|| pair_value(event, "node_list"))
+        .unwrap_or_default();
+    (subclass, value)
+}
+
+fn described(events: Vec<String>) -> Vec<(String, String)> {
+    events.iter().map(|e| describe(e)).collect()
+}
+
+fn pair(subclass: &str, value: &str) -> (String, String) {
+    (subclass.to_owned(), value.to_owned())
+}
+
+/// Publishes the history, registers the three subscribers, and takes the replay each gets.
+fn set_scene(crnpd: &Crnpd, first_ip: u8) -> Scene {
+    publish_ok(crnpd, MEMBERSHIP_EVENT, &[("node_list", "n1")]);
+    publish_ok(
+        crnpd,
+        R_STATE,
+        &[("r_name", "a"), ("state_list", "OFFLINE")],
+    );
+    publish_ok(crnpd, R_STATE, &[("r_name", "a"), ("state_list", "ONLINE")]);
+    publish_ok(
+        crnpd,
+        RG_STATE,
+        &[("rg_name", "g"), ("state_list", "PENDING_ONLINE")],
+    );
+    let scene = Scene {
+        resource: Subscriber::listen(ip(first_ip)),
+        members: Subscriber::listen(ip(first_ip + 1)),
+        everything: Subscriber::listen(ip(first_ip + 2)),
+    };
+    let resource_types = format!("{}{}", r_state("a"), r_state("never-published"));
+    let everything_types = event_type("EC_Cluster", None, &[]);
+    for (sub, types) in [
+        (&scene.resource, resource_types),
+        (&scene.members, membership()),
+        (&scene.everything, everything_types),
+    ] {
+        assert_eq!(
+            crnpd.register(sub.addr.ip(), &reg("ADD_CLIENT", sub.port(), &types)),
+            "OK"
+        );
+    }
+    // The latest state on registration (spec §5.2); taken here so the restart's replay is distinct.
+    scene.resource.take(1);
+    scene.members.take(1);
+    scene.everything.take(3);
+    scene
+}
+
+/// After a restart or takeover: each subscriber gets the current state of its types, in
+/// sequence order, then a newly published event.
+fn assert_current_state_then_new_events(crnpd: &Crnpd, scene: &Scene) {
+    assert_eq!(
+        described(scene.resource.take(1)),
+        vec![pair("ESC_cluster_r_state", "ONLINE")]
+    );
+    assert_eq!(
+        described(scene.members.take(1)),
+        vec![pair("ESC_cluster_membership", "n1")]
+    );
+    assert_eq!(
+        described(scene.everything.take(3)),
+        vec![
+            pair("ESC_cluster_membership", "n1"),
+            pair("ESC_cluster_r_state", "ONLINE"),
+            pair("ESC_cluster_rg_state", "PENDING_ONLINE"),
+        ],
+        "the latest of every type, oldest first"
+    );
+    publish_ok(
+        crnpd,
+        R_STATE,
+        &[("r_name", "a"), ("state_list", "STOPPING")],
+    );
+    publish_ok(crnpd, MEMBERSHIP_EVENT, &[("node_list", "n2")]);
+    assert_eq!(
+        described(scene.resource.take(1)),
+        vec![pair("ESC_cluster_r_state", "STOPPING")]
+    );
+    assert_eq!(
+        described(scene.members.take(1)),
+        vec![pair("ESC_cluster_membership", "n2")]
+    );
+    assert_eq!(
+        described(scene.everything.take(2)),
+        vec![
+            pair("ESC_cluster_r_state", "STOPPING"),
+            pair("ESC_cluster_membership", "n2")
+        ]
+    );
+    assert!(
+        scene.resource.nothing_yet(),
+        "no stale state after the new event"
+    );
+    assert!(scene.members.nothing_yet());
+}
+
+#[test]
+fn after_kill9_and_restart_every_client_gets_the_current_state_then_new_events() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let crnpd = Crnpd::start_in(&data, temp.path(), &[]);
+    let scene = set_scene(&crnpd, 60);
+    let registry = registry_of(&crnpd.clients());
+    crnpd.kill9();
+
+    let again = Crnpd::start_in(&data, temp.path(), &[]);
+    assert_eq!(registry_of(&again.clients()), registry, "the same registry");
+    assert_current_state_then_new_events(&again, &scene);
+    let newcomer = Subscriber::listen(ip(63));
+    assert_eq!(
+        again.register(ip(63), &reg("ADD_CLIENT", newcomer.port(), &r_state("a"))),
+        "OK"
+    );
+    assert_eq!(
+        described(newcomer.take(1)),
+        vec![pair("ESC_cluster_r_state", "STOPPING")]
+    );
+}
+
+#[test]
+fn a_standby_takes_over_within_seconds_of_kill9_with_the_same_ports_and_registry() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let active = Crnpd::start_in(&data, temp.path(), &[]);
+    let listen = active.listen.to_string();
+    let standby_http = SocketAddr::new(ip(1), dead_port(ip(1)));
+    let standby_http_arg = standby_http.to_string();
+    let (standby, standby_log) = spawn(
+        &data,
+        temp.path(),
+        &[
+            "--standby",
+            "--listen",
+            &listen,
+            "--http",
+            &standby_http_arg,
+        ],
+    );
+    wait_until(WAIT, "the standby's control plane answering", || {
+        readyz(standby_http).is_some()
+    });
+    assert_eq!(
+        readyz(standby_http),
+        Some(503),
+        "a waiting standby is not ready"
+    );
+    assert_eq!(
+        readyz(active.http),
+        Some(200),
+        "the active instance is ready"
+    );
+    wait_until(WAIT, "the standby logging that it waits", || {
+        std::fs::read_to_string(&standby_log)
+            .unwrap_or_default()
+            .contains("standby: waiting")
+    });
+
+    let scene = set_scene(&active, 70);
+    let registry = registry_of(&active.clients());
+    assert_eq!(
+        readyz(standby_http),
+        Some(503),
+        "still waiting while the active one serves"
+    );
+    let killed_at = Instant::now();
+    active.kill9();
+    let took = wait_until(
+        Duration::from_secs(10),
+        "the standby becoming ready",
+        || readyz(standby_http) == Some(200),
+    );
+    println!(
+        "standby ready {took:?} after the kill -9 ({:?} measured from the kill)",
+        killed_at.elapsed()
+    );
+    let standby = Crnpd::await_ready(standby, &data, standby_log);
+    assert_eq!(standby.listen.to_string(), listen, "the same CRNP port");
+    assert_eq!(standby.http, standby_http);
+    assert!(standby.log().contains("standby: took over the store"));
+    assert_eq!(
+        registry_of(&standby.clients()),
+        registry,
+        "the same registry"
+    );
+    assert_current_state_then_new_events(&standby, &scene);
+    assert_eq!(
+        standby.register(ip(73), &reg("ADD_CLIENT", 7300, &membership())),
+        "OK"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up errors
+
+/// A store with two clients and one event, written by a crnpd that then stopped cleanly.
+fn populated_store(data: &Path, log_dir: &Path) -> PathBuf {
+    let crnpd = Crnpd::start_in(data, log_dir, &[]);
+    assert_eq!(
+        crnpd.register(ip(80), &reg("ADD_CLIENT", 8000, &membership())),
+        "OK"
+    );
+    assert_eq!(
+        crnpd.register(ip(81), &reg("ADD_CLIENT", 8001, &r_state("a"))),
+        "OK"
+    );
+    publish_ok(&crnpd, MEMBERSHIP_EVENT, &[("node_list", "n1")]);
+    assert!(crnpd.terminate().success());
+    data.join("registry.redb")
+}
+
+#[test]
+fn a_corrupt_store_is_a_clear_startup_error_never_a_panic_nor_an_empty_registry() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let good = populated_store(&temp.path().join("good"), temp.path());
+    let healthy = std::fs::read(&good).expect("store bytes");
+    let mut garbage = vec![0u8; 64 * 1024];
+    let mut rng = Rng(0x5eed);
+    garbage.iter_mut().for_each(|b| *b = rng.next() as u8);
+    let mut overwritten = healthy.clone();
+    overwritten[512..4608].fill(0xAB);
+    let damaged: [(&str, Vec<u8>); 4] = [
+        ("random bytes", garbage),
+        ("text", b"not a database\n".to_vec()),
+        ("overwritten header pages", overwritten),
+        ("truncated", healthy[..3000].to_vec()),
+    ];
+    for (what, bytes) in damaged {
+        let data = temp.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&data).expect("dir");
+        let file = data.join("registry.redb");
+        std::fs::write(&file, &bytes).expect("write damaged store");
+        let (code, stderr) = start_fails(&data, temp.path());
+        assert_clear_startup_error(code, &stderr, &file, &["corrupt"]);
+        assert_eq!(
+            std::fs::read(&file).expect("still there"),
+            bytes,
+            "{what}: the file is left as it was"
+        );
+        let check = store_command("check", &data);
+        let said = String::from_utf8_lossy(&check.stderr);
+        assert_clear_startup_error(check.status.code(), &said, &file, &["corrupt"]);
+    }
+}
+
+#[test]
+fn a_data_directory_or_store_owned_by_another_user_is_refused_at_startup_naming_the_owner() {
+    if !is_root() {
+        println!("skipped: only root can hand a directory to another user");
+        return;
+    }
+    let temp = tempfile::tempdir().expect("tempdir");
+    let nobody = 65534;
+    let foreign_dir = temp.path().join("foreign-dir");
+    std::fs::create_dir_all(&foreign_dir).expect("dir");
+    std::os::unix::fs::chown(&foreign_dir, Some(nobody), Some(nobody)).expect("chown dir");
+    let (code, stderr) = start_fails(&foreign_dir, temp.path());
+    assert_clear_startup_error(code, &stderr, &foreign_dir, &["owned by uid 65534"]);
+    assert!(
+        !foreign_dir.join("registry.redb").exists(),
+        "no store created"
+    );
+
+    let data = temp.path().join("foreign-file");
+    let file = populated_store(&data, temp.path());
+    std::os::unix::fs::chown(&file, Some(nobody), Some(nobody)).expect("chown store");
+    let (code, stderr) = start_fails(&data, temp.path());
+    assert_clear_startup_error(code, &stderr, &file, &["owned by uid 65534"]);
+}
+
+#[test]
+fn an_unreadable_store_file_is_refused_at_startup_naming_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let file = populated_store(&data, temp.path());
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    // Root would read it anyway: the owner's permission bits are checked, not the open.
+    let (code, stderr) = start_fails(&data, temp.path());
+    assert_clear_startup_error(code, &stderr, &file, &["mode 000"]);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let again = Crnpd::start_in(&data, temp.path(), &[]);
+    assert_eq!(
+        again.clients().as_array().expect("clients").len(),
+        2,
+        "nothing was lost"
+    );
+}
+
+/// Unmounts the small tmpfs when the test ends, however it ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount_small_tmpfs(at: &Path, size: &str) -> Result<Mounted, String> {
+    if !is_root() {
+        return Err("not root".into());
+    }
+    std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+    let output = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .output()
+        .map_err(|e| format!("cannot run mount: {e}"))?;
+    if output.status.success() {
+        Ok(Mounted(at.to_owned()))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// An ADD_CLIENT of about 5 KB, so a 2 MiB disk fills within a few hundred of them.
+fn bulky(port: u16) -> String {
+    let types: String = (0..20)
+        .map(|k| r_state(&format!("{port}-{k}-{}", "x".repeat(200))))
+        .collect();
+    reg("ADD_CLIENT", port, &types)
+}
+
+fn addresses(crnpd: &Crnpd) -> BTreeSet<String> {
+    registry_of(&crnpd.clients()).into_keys().collect()
+}
+
+#[test]
+fn a_full_disk_refuses_registrations_with_system_error_keeps_earlier_ones_and_recovers() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mount_point = temp.path().join("small-disk");
+    let mounted = match mount_small_tmpfs(&mount_point, "2m") {
+        Ok(mounted) => mounted,
+        Err(reason) => {
+            println!("skipped: cannot mount a small tmpfs ({reason})");
+            return;
+        }
+    };
+    let data = mount_point.join("data");
+    let crnpd = Crnpd::start_in(&data, temp.path(), &["--max-clients", "100000"]);
+    let source = ip(90);
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = None;
+    for port in 10_000..12_000u16 {
+        let reply = exchange(crnpd.listen, source, bulky(port).as_bytes());
+        match status_of(&reply).as_str() {
+            "OK" => {
+                acknowledged.insert(SocketAddr::new(source, port).to_string());
+            }
+            "SYSTEM_ERROR" => {
+                assert!(reply.contains("could not be made durable"), "{reply}");
+                assert!(
+                    reply.contains("registry.redb"),
+                    "the reply names the store: {reply}"
+                );
+                refused = Some(SocketAddr::new(source, port).to_string());
+                break;
+            }
+            other => panic!("unexpected {other}: {reply}"),
+        }
+    }
+    let refused = refused.expect("the 2 MiB disk filled within 2,000 registrations");
+    println!(
+        "{} registrations fitted before the disk was full",
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() >= 10);
+    assert!(
+        crnpd.log().contains("No space left on device"),
+        "the log names the cause"
+    );
+
+    // Still serving: ready, earlier registrations intact, the refused one absent.
+    assert_eq!(readyz(crnpd.http), Some(200));
+    assert_eq!(addresses(&crnpd), acknowledged);
+    assert_eq!(
+        crnpd.register(source, &bulky(12_000)),
+        "SYSTEM_ERROR",
+        "still full"
+    );
+    let (status, _) = crnpd.publish_json(&json_event(
+        MEMBERSHIP_EVENT.0,
+        MEMBERSHIP_EVENT.1,
+        &[("node_list", "full")],
+    ));
+    let event_acknowledged = status == 202;
+    assert!(
+        event_acknowledged || status == 503,
+        "publish answers 202 or 503, got {status}"
+    );
+
+    // Room again: registrations succeed without a restart.
+    let remount = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&mount_point)
+        .status()
+        .expect("run mount");
+    assert!(remount.success(), "remount larger");
+    assert_eq!(
+        crnpd.register(source, &bulky(12_001)),
+        "OK",
+        "writes resume once there is room"
+    );
+    acknowledged.insert(SocketAddr::new(source, 12_001).to_string());
+
+    crnpd.kill9();
+    let exported = export(&data);
+    let on_disk: BTreeSet<String> = registry_of(&exported["clients"]).into_keys().collect();
+    assert_eq!(
+        on_disk, acknowledged,
+        "exactly the acknowledged registrations are durable"
+    );
+    assert!(!on_disk.contains(&refused));
+    let event_stored = exported["latest"]
+        .as_array()
+        .expect("latest")
+        .iter()
+        .any(|e| e["event"]["nvpairs"][0]["value"] == "full");
+    assert_eq!(
+        event_stored, event_acknowledged,
+        "a publish is acknowledged exactly when durable"
+    );
+    let again = Crnpd::start_in(&data, temp.path(), &[]);
+    assert_eq!(addresses(&again), acknowledged);
+    drop(again);
+    drop(mounted);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator's store commands
+
+#[test]
+fn store_check_and_export_describe_a_stopped_store_as_json() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let file = populated_store(&data, temp.path());
+
+    let check = store_command("check", &data);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(said.contains(&file.display().to_string()), "{said}");
+    assert!(
+        said.contains("ok (2 clients, 1 latest events, next sequence 1)"),
+        "{said}"
+    );
+
+    let json = export(&data);
+    assert_eq!(json["next_seq"], 1);
+    let clients = json["clients"].as_array().expect("clients");
+    assert_eq!(clients.len(), 2);
+    assert_eq!(
+        clients[0]["address"], "127.0.0.80:8000",
+        "sorted by address"
+    );
+    assert!(
+        clients[0]["registered_at_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 1_600_000_000_000)
+    );
+    assert_eq!(
+        clients[0]["event_types"],
+        serde_json::json!([{"class": "EC_Cluster", "subclass": "ESC_cluster_membership", "nvpairs": []}])
+    );
+    assert_eq!(
+        clients[1]["event_types"],
+        serde_json::json!([{
+            "class": "EC_Cluster",
+            "subclass": "ESC_cluster_r_state",
+            "nvpairs": [{"name": "r_name", "value": "a"}]
+        }])
+    );
+    assert_eq!(
+        json["latest"],
+        serde_json::json!([{
+            "seq": 0,
+            "event": {
+                "class": "EC_Cluster",
+                "subclass": "ESC_cluster_membership",
+                "vendor": "SUNW",
+                "publisher": "rgm",
+                "nvpairs": [{"name": "node_list", "value": "n1"}]
+            }
+        }])
+    );
+}
+
+#[test]
+fn store_commands_refuse_while_crnpd_holds_the_store() {
+    let crnpd = Crnpd::start(&[]);
+    assert_eq!(crnpd.register(ip(85), &reg("ADD_CLIENT", 8500, "")), "OK");
+    let file = crnpd.data_dir.join("registry.redb");
+    for action in ["check", "export"] {
+        let output = store_command(action, &crnpd.data_dir);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{action} refuses");
+        assert!(
+            said.contains(&file.display().to_string()),
+            "{action}: {said}"
+        );
+        assert!(
+            said.contains("held by another crnpd process"),
+            "{action}: {said}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{action} prints no partial result"
+        );
+    }
+    assert_eq!(
+        crnpd.register(ip(85), &reg("ADD_CLIENT", 8501, "")),
+        "OK",
+        "crnpd is unaffected"
+    );
+}
+
+#[test]
+fn store_commands_refuse_a_missing_store_instead_of_creating_an_empty_one() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("mistyped");
+    for action in ["check", "export"] {
+        let output = store_command(action, &data);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{action} refuses");
+        assert!(
+            said.contains(&data.join("registry.redb").display().to_string()),
+            "{action}: {said}"
+        );
+        assert!(said.contains("No such file"), "{action}: {said}");
+    }
+    assert!(!data.exists(), "nothing was created");
+}

@@ -1,0 +1,112 @@
+//! Guards the allocation budget of the hot paths, counted with a counting global allocator
+//! (per thread, so parallel tests do not interfere): serializing an SC_EVENT or SC_REPLY is
+//! exactly one allocation (the pre-sized output), scanning allocates only a few small buffers
+//! (quick-xml's tag-name stack, the attribute scratch list), and parsing allocates little
+//! beyond the owned strings of the result. Run with `--nocapture` to see the counts reported
+//! in docs/PERFORMANCE.md.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use crnp::protocol::{
+    CallbackReg, Event, EventType, Limits, NvPair, RegType, Reply, StatusCode, scan_document,
+};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call unchanged to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations (including reallocations) made by `f` on this thread.
+fn allocations<T>(f: impl FnOnce() -> T) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    let result = f();
+    let after = ALLOCATIONS.with(Cell::get);
+    drop(result);
+    after - before
+}
+
+fn add_client_10() -> CallbackReg {
+    let mut events = vec![EventType::membership(), EventType::class_only("EC_Cluster")];
+    events.extend((0..4).map(|i| EventType::rg_state(format!("web-rg-{i}"))));
+    events.extend((0..4).map(|i| EventType::r_state(format!("web-server-rs-{i}"))));
+    CallbackReg {
+        port: 8765,
+        reg_type: RegType::AddClient,
+        events,
+    }
+}
+
+fn event_10() -> Event {
+    let mut nvpairs = vec![
+        NvPair::scalar("rg_name", "web-rg"),
+        NvPair::array("node_list", ["node-a", "node-b", "node-c", "node-d"]),
+        NvPair::array(
+            "state_list",
+            ["ONLINE", "OFFLINE", "OFFLINE", "PENDING_ONLINE"],
+        ),
+    ];
+    nvpairs.extend((0..7).map(|i| NvPair::scalar(format!("ev_extra_{i}"), format!("value-{i}"))));
+    Event::cluster("ESC_cluster_rg_state", nvpairs)
+}
+
+#[test]
+fn allocation_budget() {
+    let limits = Limits::default();
+    let reg = add_client_10();
+    let reg_bytes = reg.to_xml();
+    let event = event_10();
+    let event_bytes = event.to_xml();
+    let reply = Reply::new(StatusCode::Ok, "registration accepted");
+
+    let serialize_event = allocations(|| event.to_xml());
+    let serialize_reply = allocations(|| reply.to_xml());
+    let scan = allocations(|| scan_document(&reg_bytes, &limits));
+    let parse_reg = allocations(|| CallbackReg::parse(&reg_bytes, &limits));
+    let parse_event = allocations(|| Event::parse(&event_bytes, &limits));
+
+    // What the parsed values own, to separate parser overhead from the result itself.
+    let owned_reg = allocations(|| reg.clone());
+    let owned_event = allocations(|| event.clone());
+    println!(
+        "serialize SC_EVENT(10 pairs): {serialize_event}; serialize SC_REPLY: {serialize_reply}; \
+         scan ADD_CLIENT(10 types): {scan}; parse ADD_CLIENT(10 types): {parse_reg} \
+         (the value itself owns {owned_reg}); parse SC_EVENT(10 pairs): {parse_event} \
+         (the value itself owns {owned_event})"
+    );
+    assert_eq!(serialize_event, 1);
+    assert_eq!(serialize_reply, 1);
+    assert!(scan <= 6, "scan: {scan}");
+    assert!(
+        parse_reg <= owned_reg + 16,
+        "parse ADD_CLIENT: {parse_reg} vs {owned_reg}"
+    );
+    assert!(
+        parse_event <= owned_event + 16,
+        "parse SC_EVENT: {parse_event} vs {owned_event}"
+    );
+}
