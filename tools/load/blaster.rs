@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crnp::client::connect_from;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::procstat::thread_cpu;
@@ -35,6 +35,8 @@ pub(crate) struct BlastPlan {
     pub(crate) timeout: Duration,
     /// The run's clock origin.
     pub(crate) origin: Instant,
+    /// Wait for the receiver's EOF before closing, so the receiver has read everything.
+    pub(crate) await_eof: bool,
 }
 
 /// What the blaster did.
@@ -54,37 +56,74 @@ pub(crate) struct BlastOutcome {
     pub(crate) fatal: Option<String>,
 }
 
-/// Starts the blaster on a new thread; the outcome arrives on the returned channel.
-pub(crate) fn spawn(plan: BlastPlan) -> std::io::Result<oneshot::Receiver<BlastOutcome>> {
-    let (done, outcome) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("crnp-load-blaster".into())
-        .spawn(move || {
-            let cpu_before = thread_cpu();
-            let mut result = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(blast(plan)),
-                Err(e) => BlastOutcome {
-                    fatal: Some(format!("cannot start the blaster runtime: {e}")),
-                    ..Default::default()
-                },
-            };
-            result.cpu = thread_cpu().saturating_sub(cpu_before);
-            let _ = done.send(result);
-        })?;
-    Ok(outcome)
-}
-
-/// Sends every subscriber its expected events, `concurrency` subscribers at a time.
-async fn blast(plan: BlastPlan) -> BlastOutcome {
+/// Starts the blaster on `threads` new threads, each with its own runtime, sharing the
+/// subscribers; the merged outcome arrives when every thread is done.
+pub(crate) fn spawn(plan: BlastPlan, threads: usize) -> std::io::Result<Blast> {
     let plan = Arc::new(plan);
     let next = Arc::new(AtomicUsize::new(0));
+    let threads = threads.clamp(1, plan.concurrency.max(1));
+    let mut parts = Vec::with_capacity(threads);
+    for thread in 0..threads {
+        let (done, outcome) = oneshot::channel();
+        let (plan, next) = (Arc::clone(&plan), Arc::clone(&next));
+        let workers = plan.concurrency / threads + usize::from(thread < plan.concurrency % threads);
+        std::thread::Builder::new()
+            .name(format!("crnp-load-blaster-{thread}"))
+            .spawn(move || {
+                let cpu_before = thread_cpu();
+                let mut result = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(blast(plan, next, workers)),
+                    Err(e) => BlastOutcome {
+                        fatal: Some(format!("cannot start the blaster runtime: {e}")),
+                        ..Default::default()
+                    },
+                };
+                result.cpu = thread_cpu().saturating_sub(cpu_before);
+                let _ = done.send(result);
+            })?;
+        parts.push(outcome);
+    }
+    Ok(Blast { parts })
+}
+
+/// A running blaster.
+pub(crate) struct Blast {
+    /// One outcome per thread.
+    parts: Vec<oneshot::Receiver<BlastOutcome>>,
+}
+
+impl Blast {
+    /// Waits for every thread and merges their outcomes.
+    pub(crate) async fn outcome(self) -> BlastOutcome {
+        let mut merged = BlastOutcome {
+            started_ns: u64::MAX,
+            ..Default::default()
+        };
+        for part in self.parts {
+            let part = part.await.unwrap_or_else(|_| BlastOutcome {
+                fatal: Some("a blaster thread died".into()),
+                ..Default::default()
+            });
+            if part.fatal.is_none() {
+                merged.started_ns = merged.started_ns.min(part.started_ns);
+            }
+            merged.absorb(part);
+        }
+        if merged.started_ns == u64::MAX {
+            merged.started_ns = 0;
+        }
+        merged
+    }
+}
+
+/// Sends subscribers (taken from the shared `next`) their events with `workers` tasks.
+async fn blast(plan: Arc<BlastPlan>, next: Arc<AtomicUsize>, workers: usize) -> BlastOutcome {
     let started_ns = u64::try_from(plan.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let workers = plan.concurrency.clamp(1, plan.dests.len().max(1));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers {
+    for _ in 0..workers.max(1) {
         tasks.spawn(worker(Arc::clone(&plan), Arc::clone(&next)));
     }
     let mut outcome = BlastOutcome {
@@ -93,13 +132,7 @@ async fn blast(plan: BlastPlan) -> BlastOutcome {
     };
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(part) => {
-                outcome.sent += part.sent;
-                outcome.errors += part.errors;
-                if outcome.first_error.is_none() {
-                    outcome.first_error = part.first_error;
-                }
-            }
+            Ok(part) => outcome.absorb(part),
             Err(e) => outcome.fatal = Some(format!("a blaster task failed: {e}")),
         }
     }
@@ -121,7 +154,12 @@ async fn worker(plan: Arc<BlastPlan>, next: Arc<AtomicUsize>) -> BlastOutcome {
             let Some(payload) = usize::try_from(seq).ok().and_then(|i| plan.payloads.get(i)) else {
                 continue;
             };
-            match tokio::time::timeout(plan.timeout, deliver(plan.source, dest, payload)).await {
+            match tokio::time::timeout(
+                plan.timeout,
+                deliver(plan.source, dest, payload, plan.await_eof),
+            )
+            .await
+            {
                 Ok(Ok(())) => outcome.sent += 1,
                 Ok(Err(e)) => outcome.fail(format!("delivery to {dest}: {e}")),
                 Err(_) => outcome.fail(format!(
@@ -134,6 +172,19 @@ async fn worker(plan: Arc<BlastPlan>, next: Arc<AtomicUsize>) -> BlastOutcome {
 }
 
 impl BlastOutcome {
+    /// Adds another part's counts, CPU and first problems to this one.
+    fn absorb(&mut self, part: BlastOutcome) {
+        self.sent += part.sent;
+        self.errors += part.errors;
+        self.cpu += part.cpu;
+        if self.first_error.is_none() {
+            self.first_error = part.first_error;
+        }
+        if self.fatal.is_none() {
+            self.fatal = part.fatal;
+        }
+    }
+
     /// Counts a failure and keeps the first reason.
     fn fail(&mut self, reason: String) {
         self.errors += 1;
@@ -141,14 +192,22 @@ impl BlastOutcome {
     }
 }
 
-/// One delivery: bound socket, connect, write, shut down both directions, close.
+/// One delivery: bound socket, connect, write, shut down both directions, close; with
+/// `await_eof`, shut down writing and wait for the receiver's EOF first.
 async fn deliver(
     source: IpAddr,
     dest: SocketAddr,
     payload: &[u8],
+    await_eof: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut stream = connect_from(Some(source), dest).await?;
     stream.write_all(payload).await?;
-    socket2::SockRef::from(&stream).shutdown(Shutdown::Both)?;
+    if await_eof {
+        stream.shutdown().await?;
+        let mut scratch = [0u8; 64];
+        while stream.read(&mut scratch).await? != 0 {}
+    } else {
+        socket2::SockRef::from(&stream).shutdown(Shutdown::Both)?;
+    }
     Ok(())
 }

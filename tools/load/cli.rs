@@ -64,6 +64,13 @@ pub(crate) struct Cli {
     /// Connections the limit blaster keeps in flight (0: one per subscriber, at most 4096).
     #[arg(long, default_value_t = 0)]
     pub(crate) limit_concurrency: usize,
+    /// Threads the blaster runs on (0: one per core, as many as crnpd uses by default).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) limit_threads: usize,
+    /// Make the blaster wait for each subscriber's EOF before closing (a lossless full-duplex
+    /// close) instead of closing at once as crnpd does.
+    #[arg(long)]
+    pub(crate) limit_await_eof: bool,
     /// Seconds a registration, a publish request or one delivery read may take.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) timeout: f64,

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use plotters::coord::combinators::LogCoord;
+use plotters::coord::ranged1d::Ranged;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
@@ -40,33 +42,45 @@ pub(crate) fn write_png(report: &Report, path: &Path) -> Result<(), Box<dyn std:
         .configure_mesh()
         .x_desc("subscribers")
         .y_desc("deliveries/s")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style((FONT, 14))
         .draw()?;
     draw_series(&mut chart, &crnpd, "crnpd", BLUE)?;
     draw_series(&mut chart, &limit, "loopback limit (blaster)", RED)?;
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .label_font((FONT, 14))
         .background_style(WHITE)
         .border_style(BLACK)
         .draw()?;
 
-    let y_max = p99.iter().map(|&(_, y)| y).fold(1.0, f64::max) * 1.1;
+    let y_max = p99.iter().map(|&(_, y)| y).fold(1.0, f64::max) * 2.0;
+    let y_min = p99
+        .iter()
+        .map(|&(_, y)| y)
+        .fold(f64::INFINITY, f64::min)
+        .clamp(0.01, 1.0)
+        / 2.0;
     let mut chart = ChartBuilder::on(&bottom)
         .caption("crnpd publish-to-delivery latency, p99", (FONT, 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(x_range.log_scale(), 0.0..y_max)?;
+        .build_cartesian_2d(x_range.log_scale(), (y_min..y_max).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("subscribers")
-        .y_desc("p99 ms")
+        .y_desc("p99 ms (log)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y}"))
         .label_style((FONT, 14))
         .draw()?;
     draw_series(&mut chart, &p99, "p99 latency", BLUE)?;
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .label_font((FONT, 14))
         .background_style(WHITE)
         .border_style(BLACK)
@@ -95,15 +109,8 @@ fn span(xs: &[f64]) -> std::ops::Range<f64> {
 }
 
 /// A line with markers and a legend entry.
-fn draw_series<DB: DrawingBackend>(
-    chart: &mut ChartContext<
-        '_,
-        DB,
-        Cartesian2d<
-            plotters::coord::combinators::LogCoord<f64>,
-            plotters::coord::types::RangedCoordf64,
-        >,
-    >,
+fn draw_series<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<LogCoord<f64>, Y>>,
     points: &[(f64, f64)],
     label: &str,
     color: RGBColor,

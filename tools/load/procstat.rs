@@ -74,9 +74,95 @@ fn count_time_wait(table: &str) -> u64 {
         .count() as u64
 }
 
+/// TCP counters of this network namespace that explain lost deliveries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct TcpCounters {
+    /// Sockets that should have entered TIME_WAIT but found `tcp_max_tw_buckets` full; the
+    /// kernel then destroys them early (an orphaned FIN_WAIT2 socket answers the peer with a
+    /// reset, which can destroy a delivery the receiver has not read yet).
+    pub(crate) time_wait_overflow: u64,
+    /// Connections dropped because a listener's accept queue was full.
+    pub(crate) listen_overflows: u64,
+    /// Established connections reset.
+    pub(crate) estab_resets: u64,
+    /// Resets sent.
+    pub(crate) out_resets: u64,
+}
+
+impl TcpCounters {
+    /// The counters now (zeros where the kernel does not say).
+    pub(crate) fn read() -> TcpCounters {
+        let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+        let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+        TcpCounters {
+            time_wait_overflow: counter(&netstat, "TcpExt", "TCPTimeWaitOverflow").unwrap_or(0),
+            listen_overflows: counter(&netstat, "TcpExt", "ListenOverflows").unwrap_or(0),
+            estab_resets: counter(&snmp, "Tcp", "EstabResets").unwrap_or(0),
+            out_resets: counter(&snmp, "Tcp", "OutRsts").unwrap_or(0),
+        }
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub(crate) fn since(self, earlier: TcpCounters) -> TcpCounters {
+        TcpCounters {
+            time_wait_overflow: self
+                .time_wait_overflow
+                .saturating_sub(earlier.time_wait_overflow),
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(earlier.listen_overflows),
+            estab_resets: self.estab_resets.saturating_sub(earlier.estab_resets),
+            out_resets: self.out_resets.saturating_sub(earlier.out_resets),
+        }
+    }
+}
+
+/// One counter of a `/proc/net/snmp`-style table: a header line `Prefix: names...` followed
+/// by a value line `Prefix: values...`.
+fn counter(table: &str, prefix: &str, name: &str) -> Option<u64> {
+    let tag = format!("{prefix}:");
+    let mut lines = table
+        .lines()
+        .filter(|line| line.split_whitespace().next() == Some(tag.as_str()));
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let position = names.split_whitespace().position(|n| n == name);
+        if let Some(position) = position {
+            return values.split_whitespace().nth(position)?.parse().ok();
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_are_found_by_table_and_name() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows TCPTimeWaitOverflow\n\
+                       TcpExt: 0 7 1579\n\
+                       IpExt: InNoRoutes ListenOverflows\n\
+                       IpExt: 1 99\n";
+        assert_eq!(
+            counter(netstat, "TcpExt", "TCPTimeWaitOverflow"),
+            Some(1579)
+        );
+        assert_eq!(counter(netstat, "TcpExt", "ListenOverflows"), Some(7));
+        assert_eq!(counter(netstat, "IpExt", "ListenOverflows"), Some(99));
+        assert_eq!(counter(netstat, "Tcp", "EstabResets"), None);
+        let later = TcpCounters {
+            time_wait_overflow: 10,
+            listen_overflows: 1,
+            estab_resets: 5,
+            out_resets: 7,
+        };
+        let earlier = TcpCounters {
+            time_wait_overflow: 4,
+            ..later
+        };
+        assert_eq!(later.since(earlier).time_wait_overflow, 6);
+        assert_eq!(later.since(earlier).estab_resets, 0);
+    }
 
     #[test]
     fn stat_cpu_skips_a_command_name_with_spaces_and_parens() {

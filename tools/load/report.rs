@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::procstat::TcpCounters;
 use crate::stats::LatencySummary;
 use crate::verify::Counts;
 
@@ -71,6 +72,8 @@ pub(crate) struct Deliveries {
     pub(crate) per_sec: f64,
     /// The load tool's own CPU per delivery (sinks, and the publisher in the crnpd phase), µs.
     pub(crate) sink_cpu_us_per_delivery: Option<f64>,
+    /// What the kernel's TCP counters did during the phase (whole network namespace).
+    pub(crate) kernel: TcpCounters,
 }
 
 /// The crnpd phase.
@@ -111,6 +114,8 @@ pub(crate) struct LimitPhase {
     pub(crate) first_send_error: Option<String>,
     /// Connections kept in flight.
     pub(crate) concurrency: usize,
+    /// Threads the blaster ran on.
+    pub(crate) threads: usize,
     /// Bytes per delivery.
     pub(crate) payload_bytes: usize,
     /// The blaster's CPU per delivery, µs.
@@ -263,6 +268,15 @@ fn delivery_notes(phase: &str, d: &Deliveries, notes: &mut Vec<String>) {
             "{phase}: {} bad deliveries; first: {}",
             d.bad,
             d.first_bad.as_deref().unwrap_or("-")
+        ));
+    }
+    let k = &d.kernel;
+    if c.missing > 0 && (k.time_wait_overflow > 0 || k.listen_overflows > 0) {
+        notes.push(format!(
+            "{phase}: the kernel overflowed its TIME_WAIT table {} times (net.ipv4.tcp_max_tw_buckets) and \
+             accept queues {} times, and counted {} resets of established connections: a sender that \
+             closes at once loses deliveries its receiver has not read yet when that happens",
+            k.time_wait_overflow, k.listen_overflows, k.estab_resets
         ));
     }
     if d.stale > 0 {

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::blaster::{self, BlastPlan};
 use crate::cli::Cli;
 use crate::plan::{Plan, sink_addr};
-use crate::procstat::{peak_rss_kib, process_cpu, thread_cpu, time_wait_sockets};
+use crate::procstat::{TcpCounters, peak_rss_kib, process_cpu, thread_cpu, time_wait_sockets};
 use crate::report::{CrnpdPhase, Deliveries, LimitPhase, PointReport, Registrations};
 use crate::server::Target;
 use crate::sinks::{PhaseTally, Sinks};
@@ -126,6 +126,7 @@ async fn crnpd_phase(point: &Point<'_>, sinks: &Sinks, target: Target) -> CrnpdP
         }
     });
     let own_cpu = thread_cpu();
+    let kernel = TcpCounters::read();
     let bar = progress_bar(cli, "crnpd", sinks.progress().1);
     let first_send_ns = publish_all(point, sinks, target.http, &mut phase).await;
     sinks
@@ -137,7 +138,12 @@ async fn crnpd_phase(point: &Point<'_>, sinks: &Sinks, target: Target) -> CrnpdP
 
     let tally = sinks.tally();
     phase.latency = tally.latency;
-    phase.deliveries = deliveries(&tally, first_send_ns, own_cpu);
+    phase.deliveries = deliveries(
+        &tally,
+        first_send_ns,
+        own_cpu,
+        TcpCounters::read().since(kernel),
+    );
     if let (Some(a), Some(b), Some(c)) = (cpu_start, cpu_registered, cpu_delivered) {
         let delivery = c.saturating_sub(b).as_secs_f64();
         phase.server_cpu_registration_s = Some(b.saturating_sub(a).as_secs_f64());
@@ -308,26 +314,36 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
     sinks.begin_phase(LIMIT_PHASE, |i| plan.expectation(i));
     let bar = progress_bar(cli, "limit", sinks.progress().1);
     let own_cpu = thread_cpu();
-    let outcome = blaster::spawn(BlastPlan {
-        dests: sinks.addrs().to_vec(),
-        expectations: (0..point.subscribers)
-            .map(|i| plan.expectation(i))
-            .collect(),
-        payloads,
-        source: cli.source_addr,
-        concurrency,
-        timeout: seconds(cli.timeout),
-        origin: point.origin,
-    })
+    let kernel = TcpCounters::read();
+    let outcome = blaster::spawn(
+        BlastPlan {
+            dests: sinks.addrs().to_vec(),
+            expectations: (0..point.subscribers)
+                .map(|i| plan.expectation(i))
+                .collect(),
+            payloads,
+            source: cli.source_addr,
+            concurrency,
+            timeout: seconds(cli.timeout),
+            origin: point.origin,
+            await_eof: cli.limit_await_eof,
+        },
+        limit_threads(cli),
+    )
     .map_err(PointError::Blaster)?;
     sinks
         .wait(seconds(cli.drain_timeout), |done, _| bar.set_position(done))
         .await;
     bar.finish_and_clear();
     let own_cpu = thread_cpu().saturating_sub(own_cpu).as_secs_f64();
-    let outcome = outcome.await.unwrap_or_default();
+    let outcome = outcome.outcome().await;
     let tally = sinks.tally();
-    let mut deliveries = deliveries(&tally, outcome.started_ns, own_cpu);
+    let mut deliveries = deliveries(
+        &tally,
+        outcome.started_ns,
+        own_cpu,
+        TcpCounters::read().since(kernel),
+    );
     if let Some(fatal) = outcome.fatal {
         deliveries.first_bad.get_or_insert(fatal);
     }
@@ -337,8 +353,18 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
         send_errors: outcome.errors,
         first_send_error: outcome.first_error,
         concurrency,
+        threads: limit_threads(cli),
         payload_bytes,
     })
+}
+
+/// Threads the blaster runs on: `--limit-threads`, or as many as the machine has cores (the
+/// number crnpd uses by default), so both get the same share of a busy machine.
+fn limit_threads(cli: &Cli) -> usize {
+    match cli.limit_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
 }
 
 /// Connections the blaster keeps in flight.
@@ -359,7 +385,12 @@ fn accept_budget(nofile: u64, subscribers: usize, blaster: usize) -> usize {
 }
 
 /// The delivery figures of a phase that started sending at `start_ns`.
-fn deliveries(tally: &PhaseTally, start_ns: u64, own_cpu_s: f64) -> Deliveries {
+fn deliveries(
+    tally: &PhaseTally,
+    start_ns: u64,
+    own_cpu_s: f64,
+    kernel: TcpCounters,
+) -> Deliveries {
     let seconds = tally.last_delivery_ns.saturating_sub(start_ns) as f64 / 1e9;
     Deliveries {
         counts: tally.counts,
@@ -369,6 +400,7 @@ fn deliveries(tally: &PhaseTally, start_ns: u64, own_cpu_s: f64) -> Deliveries {
         seconds,
         per_sec: rate(tally.counts.delivered, seconds),
         sink_cpu_us_per_delivery: micros_per(own_cpu_s, tally.counts.delivered),
+        kernel,
     }
 }
 
@@ -399,8 +431,8 @@ mod tests {
     #[test]
     fn the_accept_budget_fits_the_open_files_limit() {
         assert_eq!(
-            accept_budget(20_000, 10_000, 4096),
-            20_000 - 10_000 - 4096 - ACCEPT_MARGIN
+            accept_budget(16_000, 10_000, 4096),
+            16_000 - 10_000 - 4096 - ACCEPT_MARGIN
         );
         assert_eq!(accept_budget(1_024, 10_000, 4096), 16);
         assert_eq!(accept_budget(1_000_000, 100, 100), 4096);

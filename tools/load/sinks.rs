@@ -9,10 +9,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crnp::client::{CallbackListener, ClientError, read_event};
-use crnp::protocol::Limits;
+use std::io::{ErrorKind, Read};
+
+use crnp::client::{ClientError, ReceivedEvent};
+use crnp::protocol::{Event, Limits};
+use socket2::{Domain, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::plan::load_ids;
@@ -20,7 +25,7 @@ use crate::stats::{Latencies, LatencySummary};
 use crate::verify::{Counts, Expectation, Verifier};
 
 /// Pending connections each callback socket queues.
-const BACKLOG: u32 = 128;
+const BACKLOG: i32 = 128;
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -73,7 +78,7 @@ impl Shared {
     }
 
     /// Accounts one delivery to subscriber `index`.
-    fn deliver(&self, index: usize, delivery: Result<crnp::client::ReceivedEvent, ClientError>) {
+    fn deliver(&self, index: usize, delivery: Result<ReceivedEvent, ClientError>) {
         let received = match delivery {
             Ok(received) => received,
             Err(e) => return self.note_bad(e.to_string()),
@@ -156,11 +161,8 @@ impl Sinks {
         read_timeout: Duration,
         max_open: usize,
     ) -> Result<Self, ClientError> {
-        let listeners = addrs
-            .into_iter()
-            .map(|addr| CallbackListener::bind(addr, BACKLOG))
-            .collect::<Result<Vec<_>, _>>()?;
-        let addrs: Vec<SocketAddr> = listeners.iter().map(CallbackListener::local_addr).collect();
+        let listeners = addrs.into_iter().map(bind).collect::<Result<Vec<_>, _>>()?;
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, addr)| *addr).collect();
         let shared = Arc::new(Shared {
             origin,
             phase: AtomicU64::new(0),
@@ -183,7 +185,7 @@ impl Sinks {
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (index, listener) in listeners.into_iter().enumerate() {
+        for (index, (listener, _)) in listeners.into_iter().enumerate() {
             tasks.spawn(serve(listener, index, Arc::clone(&shared), stopped.clone()));
         }
         Ok(Self {
@@ -299,43 +301,123 @@ impl Sinks {
     }
 }
 
+/// A non-blocking listening socket on `addr` (port 0 picks one), and its bound address.
+fn bind(addr: SocketAddr) -> Result<(AsyncFd<std::net::TcpListener>, SocketAddr), ClientError> {
+    let listen = |source| ClientError::Listen { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(listen)?;
+    socket.set_reuse_address(true).map_err(listen)?;
+    socket.set_nonblocking(true).map_err(listen)?;
+    socket.bind(&addr.into()).map_err(listen)?;
+    socket.listen(BACKLOG).map_err(listen)?;
+    let listener = std::net::TcpListener::from(socket);
+    let local = listener.local_addr().map_err(listen)?;
+    // SAFETY: the AsyncFd owns the listener, whose descriptor stays open and unchanged until
+    // the AsyncFd drops it.
+    let registered = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) };
+    Ok((registered.map_err(|e| listen(e.into()))?, local))
+}
+
 /// Serves one callback address until told to stop.
+///
+/// It waits for a pending connection before it takes a connection slot, so idle listeners
+/// hold no slots and a listener with work never waits behind them.
 async fn serve(
-    listener: CallbackListener,
+    listener: AsyncFd<std::net::TcpListener>,
     index: usize,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (permit, accepted) = tokio::select! {
+        let ready = tokio::select! {
             biased;
             _ = stop.changed() => return,
-            accepted = accept(&listener, &shared.open_connections) => accepted,
+            ready = listener.readable() => ready,
         };
-        match accepted {
-            Ok((mut stream, peer)) => {
-                let delivery =
-                    read_event(&mut stream, peer, &shared.limits, shared.read_timeout).await;
-                drop(stream);
+        let mut ready = match ready {
+            Ok(ready) => ready,
+            Err(e) => return shared.note_bad(format!("listener {index} failed: {e}")),
+        };
+        let permit = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            permit = shared.open_connections.acquire() => permit,
+        };
+        let accepted = match ready.try_io(|inner| inner.get_ref().accept()) {
+            Ok(accepted) => accepted,
+            Err(_would_block) => continue,
+        };
+        match accepted
+            .and_then(|(stream, peer)| stream.set_nonblocking(true).map(|()| (stream, peer)))
+        {
+            Ok((stream, peer)) => {
+                let delivery = receive(stream, peer, &shared).await;
                 drop(permit);
                 shared.deliver(index, delivery);
             }
             Err(e) => {
-                shared.note_bad(e.to_string());
+                drop(permit);
+                shared.note_bad(format!("accept failed: {e}"));
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
 }
 
-/// Waits for a free connection slot, then for the next connection.
-async fn accept<'a>(
-    listener: &CallbackListener,
-    slots: &'a Semaphore,
-) -> (
-    Option<SemaphorePermit<'a>>,
-    Result<(TcpStream, SocketAddr), ClientError>,
-) {
-    let permit = slots.acquire().await.ok();
-    (permit, listener.accept().await)
+/// Reads one delivery to EOF and parses it. The whole event and the sender's FIN are usually
+/// queued by the time the connection is accepted, so it first reads without registering the
+/// socket with the runtime, and falls back to an async read under the deadline only when the
+/// data is not all there yet.
+async fn receive(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<ReceivedEvent, ClientError> {
+    let limit = shared.limits.max_message_bytes;
+    let mut raw = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match (&stream).read(&mut chunk) {
+            Ok(0) => return parse(raw, peer, &shared.limits),
+            Ok(n) if raw.len() + n > limit => {
+                return Err(ClientError::TooLarge { addr: peer, limit });
+            }
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(source) => return Err(ClientError::Io { addr: peer, source }),
+        }
+    }
+    let mut stream =
+        TcpStream::from_std(stream).map_err(|source| ClientError::Io { addr: peer, source })?;
+    let rest = async {
+        loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|source| ClientError::Io { addr: peer, source })?;
+            if n == 0 {
+                return Ok(());
+            }
+            if raw.len() + n > limit {
+                return Err(ClientError::TooLarge { addr: peer, limit });
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let timeout = shared.read_timeout;
+    tokio::time::timeout(timeout, rest)
+        .await
+        .map_err(|_| ClientError::Timeout {
+            addr: peer,
+            after: timeout,
+            doing: "reading an SC_EVENT",
+        })??;
+    parse(raw, peer, &shared.limits)
+}
+
+/// Parses a complete delivery.
+fn parse(raw: Vec<u8>, peer: SocketAddr, limits: &Limits) -> Result<ReceivedEvent, ClientError> {
+    let event = Event::parse(&raw, limits)
+        .map_err(|source| ClientError::Protocol { addr: peer, source })?;
+    Ok(ReceivedEvent { event, raw, peer })
 }
