@@ -339,3 +339,65 @@ fn the_publish_api_accepts_xml_and_batches_and_refuses_bad_input() {
         "XML cannot carry control characters"
     );
 }
+
+#[test]
+fn a_delivery_completes_only_when_the_client_has_read_it_and_closed() {
+    let crnpd = Crnpd::start(&[
+        "--client-retry-count",
+        "2",
+        "--client-retry-interval",
+        "0.2",
+        "--client-timeout",
+        "0.5",
+    ]);
+    let listener = std::net::TcpListener::bind((ip(63), 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (held_tx, held) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.expect("accept");
+            stream.set_read_timeout(Some(WAIT)).expect("timeout");
+            let event = read_to_end(&mut stream);
+            // Read the event and crnpd's EOF, but keep the connection open.
+            if held_tx.send((event, stream)).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(
+        crnpd.register(
+            ip(63),
+            &reg("ADD_CLIENT", port, &event_type("EC_Cluster", None, &[]))
+        ),
+        "OK"
+    );
+    crnpd.publish_json(&r_event("held", 0));
+    let (event, _open) = held.recv_timeout(WAIT).expect("first attempt");
+    assert!(
+        event.ends_with("</SC_EVENT>"),
+        "the whole event arrived: {event}"
+    );
+    crnpd.wait_metric(
+        "crnp_delivery_failures_total",
+        &["cause=\"timeout\""],
+        |v| v == 1.0,
+    );
+    assert_eq!(
+        crnpd.metric("crnp_events_delivered_total", &[]),
+        0.0,
+        "not delivered until the client closes"
+    );
+    let (again, second) = held.recv_timeout(WAIT).expect("the attempt is retried");
+    assert_eq!(again, event, "the same event again");
+    drop(second);
+    crnpd.wait_metric("crnp_events_delivered_total", &[], |v| v == 1.0);
+    assert_eq!(
+        crnpd.metric("crnp_delivery_attempts_total", &["result=\"error\""]),
+        1.0
+    );
+    assert_eq!(
+        crnpd.clients().as_array().expect("array").len(),
+        1,
+        "the client stays registered"
+    );
+}

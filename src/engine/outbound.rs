@@ -1,5 +1,5 @@
 //! One delivery attempt: a new connection from the service address, one `SC_EVENT`, a
-//! full-duplex close. Every step is an io_uring operation; the deadline cancels them.
+//! full-duplex close (our FIN, then the client's). Every step is an io_uring operation; the deadline cancels them.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use compio::BufResult;
-use compio::io::AsyncWriteExt;
+use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Why an attempt failed, as counted in `crnp_delivery_failures_total{cause}`.
@@ -74,10 +74,36 @@ async fn connect_write_close(
         .await?;
     let BufResult(written, _) = stream.write_all(payload).await;
     written?;
-    // SAFETY: shutdown(2) on a descriptor this stream owns; it only changes socket state.
-    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+    stream.shutdown().await?;
+    await_peer_close(&mut stream).await?;
     stream.close().await
 }
+
+/// The second half of the full-duplex close: the client reads the event, reads our EOF and
+/// closes; only then is the event known to be read. Closing earlier would let the kernel reset
+/// the connection under the client's unread event (a full TIME_WAIT table destroys the
+/// closed socket at once), losing it silently. Whatever the client sends is discarded, bounded.
+async fn await_peer_close(stream: &mut compio::net::TcpStream) -> io::Result<()> {
+    let mut budget = PEER_BYTES_LIMIT;
+    loop {
+        let BufResult(read, _) = stream.read(Vec::with_capacity(PEER_READ_CHUNK)).await;
+        match read? {
+            0 => return Ok(()),
+            n if n >= budget => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "client keeps sending",
+                ));
+            }
+            n => budget -= n,
+        }
+    }
+}
+
+/// Bytes a client may send on a delivery connection before the attempt counts as failed.
+const PEER_BYTES_LIMIT: usize = 64 * 1024;
+/// Read size while waiting for the client's close.
+const PEER_READ_CHUNK: usize = 512;
 
 /// A socket bound to the service address before connecting, so clients see the floating IP;
 /// IP_BIND_ADDRESS_NO_PORT defers the port choice to connect, so ports are not reserved early.
