@@ -72,22 +72,24 @@ pub(crate) fn parse_all<'a>(
     out: &mut Vec<RawAttribute<'a>>,
 ) -> Result<(), String> {
     out.clear();
-    let element = short_name(element);
+    // Names are shortened only on the error paths: this loop is hot.
+    let tag = || short_name(element);
     let mut rest = text;
     while let Some((name, raw)) =
-        next_attribute(&mut rest).map_err(|e| format!("in <{element}>: {e}"))?
+        next_attribute(&mut rest).map_err(|e| format!("in <{}>: {e}", tag()))?
     {
         if out.len() == max {
-            return Err(format!("<{element}> has more than {max} attributes"));
+            return Err(format!("<{}> has more than {max} attributes", tag()));
         }
         if out.iter().any(|seen| seen.name == name) {
             return Err(format!(
-                "<{element}> has attribute {} twice",
+                "<{}> has attribute {} twice",
+                tag(),
                 short_name(name)
             ));
         }
         let plain = check_value(raw)
-            .map_err(|e| format!("in attribute {} of <{element}>: {e}", short_name(name)))?;
+            .map_err(|e| format!("in attribute {} of <{}>: {e}", short_name(name), tag()))?;
         out.push(RawAttribute { name, raw, plain });
     }
     Ok(())
@@ -114,18 +116,29 @@ fn next_attribute<'a>(rest: &mut &'a str) -> Result<Option<(&'a str, &'a str)>, 
         return Err(format!("{} is not a valid attribute name", excerpt(name)));
     }
     let after_name = trim_space_start(&after_space[name_end..]);
-    let name_shown = short_name(name);
     let Some(after_eq) = after_name.strip_prefix('=') else {
-        return Err(format!("attribute {name_shown} is not followed by '='"));
+        return Err(format!(
+            "attribute {} is not followed by '='",
+            short_name(name)
+        ));
     };
     let after_eq = trim_space_start(after_eq);
     let quote = match after_eq.as_bytes().first() {
         Some(&q @ (b'"' | b'\'')) => q,
-        _ => return Err(format!("the value of attribute {name_shown} is not quoted")),
+        _ => {
+            return Err(format!(
+                "the value of attribute {} is not quoted",
+                short_name(name)
+            ));
+        }
     };
     let body = &after_eq[1..];
-    let close = memchr::memchr(quote, body.as_bytes())
-        .ok_or_else(|| format!("the value of attribute {name_shown} has no closing quote"))?;
+    let close = memchr::memchr(quote, body.as_bytes()).ok_or_else(|| {
+        format!(
+            "the value of attribute {} has no closing quote",
+            short_name(name)
+        )
+    })?;
     *rest = &body[close + 1..];
     Ok(Some((name, &body[..close])))
 }
