@@ -356,7 +356,12 @@ pub struct Subscriber {
 impl Subscriber {
     /// Listens on `ip`:(kernel-chosen port) and accepts deliveries in a background thread.
     pub fn listen(ip: IpAddr) -> Subscriber {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind subscriber");
+        Subscriber::listen_on(SocketAddr::new(ip, 0))
+    }
+
+    /// Listens on `addr` and accepts deliveries in a background thread.
+    pub fn listen_on(addr: SocketAddr) -> Subscriber {
+        let listener = TcpListener::bind(addr).expect("bind subscriber");
         let addr = listener.local_addr().expect("addr");
         let (tx, events) = mpsc::channel();
         std::thread::spawn(move || {

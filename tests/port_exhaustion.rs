@@ -1,0 +1,104 @@
+//! Guards the engine against source-port exhaustion: when TIME_WAIT sockets hold every local
+//! port toward a client, `connect` fails with EADDRNOTAVAIL; crnpd counts it
+//! (`crnp_delivery_failures_total{cause="no_port"}`), retries it like any failed attempt, never
+//! hangs on it, and keeps delivering to other clients.
+//!
+//! The exhaustion is made real, not simulated: the test runs in its own network namespace
+//! (root only) whose ephemeral port range holds two ports and whose TIME_WAIT reuse is off.
+
+mod common;
+
+use common::*;
+
+fn in_private_netns() {
+    // SAFETY: unshare(2) detaches only this thread's network namespace; it takes no pointers.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET) needs root: {}",
+        std::io::Error::last_os_error()
+    );
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("run ip");
+    assert!(up.success(), "ip link set lo up");
+    // /proc/sys/net shows the namespace of the thread that opens it: this one's.
+    for (key, value) in [
+        ("ip_local_port_range", "50000 50001"),
+        ("tcp_tw_reuse", "0"),
+    ] {
+        std::fs::write(format!("/proc/sys/net/ipv4/{key}"), value)
+            .expect("set a sysctl of the private namespace");
+    }
+}
+
+#[test]
+fn exhausted_source_ports_are_a_counted_retried_failure_and_never_a_hang() {
+    std::thread::spawn(|| {
+        in_private_netns();
+        // Fixed ports, outside the two-port ephemeral range, in a namespace of our own.
+        let crnpd = Crnpd::start(&[
+            "--listen",
+            "127.0.0.1:9444",
+            "--http",
+            "127.0.0.1:9445",
+            "--client-retry-count",
+            "2",
+            "--client-retry-interval",
+            "0.4",
+            "--client-timeout",
+            "2",
+        ]);
+        let busy = Subscriber::listen_on(std::net::SocketAddr::new(ip(1), 7001));
+        let other = Subscriber::listen_on(std::net::SocketAddr::new(ip(1), 7002));
+        let everything = event_type("EC_Cluster", None, &[]);
+        let only_z = event_type(
+            "EC_Cluster",
+            Some("ESC_cluster_r_state"),
+            &[("r_name", "z")],
+        );
+        assert_eq!(
+            crnpd.register(ip(1), &reg("ADD_CLIENT", 7001, &everything)),
+            "OK"
+        );
+        assert_eq!(
+            crnpd.register(ip(1), &reg("ADD_CLIENT", 7002, &only_z)),
+            "OK"
+        );
+        for n in 0..2 {
+            crnpd.publish_json(&json_event(
+                "EC_Cluster",
+                "ESC_cluster_membership",
+                &[("n", &n.to_string())],
+            ));
+            busy.next();
+        }
+        // Both local ports now sit in TIME_WAIT toward `busy`: connecting to it again fails,
+        // while connections to `other` (another 4-tuple) still find a port.
+        crnpd.publish_json(&json_event(
+            "EC_Cluster",
+            "ESC_cluster_r_state",
+            &[("r_name", "z")],
+        ));
+        assert!(
+            other.next().1.contains("<![CDATA[z]]>"),
+            "another client still receives"
+        );
+        crnpd.wait_metric(
+            "crnp_delivery_failures_total",
+            &["cause=\"no_port\""],
+            |v| v >= 2.0,
+        );
+        crnpd.wait_metric(
+            "crnp_clients_removed_total",
+            &["reason=\"unreachable\""],
+            |v| v == 1.0,
+        );
+        assert!(busy.nothing_yet(), "nothing reached the exhausted client");
+        crnpd.wait_metric("crnp_deliveries_in_flight", &[], |v| v == 0.0);
+    })
+    .join()
+    .expect("the test thread");
+}
