@@ -327,3 +327,54 @@ fn sigterm_stops_cleanly_and_registrations_survive_a_restart() {
         "OK"
     );
 }
+
+#[test]
+fn settings_come_from_the_environment_and_the_config_file_and_flags_win() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let config = temp.path().join("crnpd.toml");
+    std::fs::write(&config, "max-clients = 5\ndeny-hosts = \"127.0.0.30\"\n").expect("config");
+    let log = temp.path().join("crnpd.log");
+    let child = std::process::Command::new(crnpd_bin())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--max-clients",
+            "2",
+            "--config",
+        ])
+        .arg(&config)
+        .env("CRNPD_DATA_DIR", temp.path().join("data"))
+        .env("CRNPD_MAX_CLIENTS", "1")
+        .env("CRNPD_DENY_HOSTS", "127.0.0.31")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn crnpd");
+    let crnpd = Crnpd::await_ready(child, &temp.path().join("data"), log);
+    assert!(
+        temp.path().join("data").join("registry.redb").exists(),
+        "--data-dir from the environment"
+    );
+    assert_eq!(
+        crnpd.register(ip(30), &reg("ADD_CLIENT", 7020, "")),
+        "OK",
+        "the environment beats the file's deny list"
+    );
+    assert_eq!(
+        crnpd.register(ip(31), &reg("ADD_CLIENT", 7020, "")),
+        "FAIL",
+        "denied by the environment"
+    );
+    assert_eq!(
+        crnpd.register(ip(32), &reg("ADD_CLIENT", 7020, "")),
+        "OK",
+        "the flag beats the environment's max-clients 1"
+    );
+    assert_eq!(
+        crnpd.register(ip(33), &reg("ADD_CLIENT", 7020, "")),
+        "LOW_RESOURCE",
+        "max-clients 2 from the flag"
+    );
+}
