@@ -30,7 +30,7 @@ struct ExportedEvent {
 
 /// Runs a store command; the error is the message for the operator.
 pub fn run(action: StoreAction, data_dir: &Path) -> Result<(), String> {
-    let store = Store::open_existing(data_dir).map_err(|e| e.to_string())?;
+    let mut store = Store::open_existing(data_dir).map_err(|e| e.to_string())?;
     let contents = store.load().map_err(|e| e.to_string())?;
     match action {
         StoreAction::Check => {

@@ -76,6 +76,7 @@ pub struct PublishedEvent {
 /// The stored form of a client record.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StoredClient {
+    pub(crate) address: String,
     pub(crate) types: Vec<StoredType>,
     pub(crate) registered_at_ms: u64,
 }

@@ -152,7 +152,7 @@ pub struct ServiceLimits {
 
 /// Starts the service thread on an open store; it stops when every handle is dropped.
 pub fn start(
-    store: Store,
+    mut store: Store,
     limits: ServiceLimits,
     dispatcher: impl Dispatcher,
 ) -> Result<(RegistryHandle, JoinHandle<()>), StoreError> {

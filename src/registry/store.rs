@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use hashbrown::HashMap;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::record::{ClientId, ClientRecord, PublishedEvent, StoredClient};
@@ -16,7 +17,9 @@ use super::state::Dirty;
 use super::state_key;
 use crate::protocol::{Event, Limits};
 
-const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
+/// Clients keyed by a slot number handed out in registration order, so that a registration
+/// storm appends at the right edge of the B-tree instead of rewriting pages all over it.
+const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients_by_slot");
 const LATEST: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("latest");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
@@ -80,6 +83,10 @@ pub struct Store {
     /// `None` after a failed commit whose reopen failed too (see [`Store::reopen`]).
     db: Option<Database>,
     path: PathBuf,
+    /// Where each stored client lives in the `clients` table (filled by [`Store::load`]).
+    slots: HashMap<ClientId, u64>,
+    /// The slot the next new client gets.
+    next_slot: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -100,6 +107,8 @@ impl Store {
         let store = Store {
             db: Some(open_database(&path)?),
             path,
+            slots: HashMap::new(),
+            next_slot: 0,
         };
         store.create_tables()?;
         Ok(store)
@@ -146,18 +155,23 @@ impl Store {
     }
 
     /// Reads everything back; events are re-parsed so a damaged record is reported, not skipped.
-    pub fn load(&self) -> Result<StoreContents, StoreError> {
+    pub fn load(&mut self) -> Result<StoreContents, StoreError> {
         let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
         let clients_table = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
         let mut clients = Vec::new();
+        let mut slots = HashMap::new();
         for row in clients_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
-            let id: ClientId = key
-                .value()
-                .parse()
-                .map_err(|_| self.corrupt(format!("bad client key {:?}", key.value())))?;
+            let slot = key.value();
             let stored: StoredClient = serde_json::from_slice(value.value())
-                .map_err(|e| self.corrupt(format!("client {id}: {e}")))?;
+                .map_err(|e| self.corrupt(format!("client in slot {slot}: {e}")))?;
+            let id: ClientId = stored
+                .address
+                .parse()
+                .map_err(|_| self.corrupt(format!("bad client address {:?}", stored.address)))?;
+            if slots.insert(id, slot).is_some() {
+                return Err(self.corrupt(format!("client {id} is stored twice")));
+            }
             clients.push(ClientRecord {
                 id,
                 types: stored.types.into_iter().map(Into::into).collect(),
@@ -190,6 +204,8 @@ impl Store {
             .get(NEXT_SEQ)
             .map_err(|e| self.io(e))?
             .map_or(0, |v| v.value());
+        self.next_slot = slots.values().max().map_or(0, |slot| slot + 1);
+        self.slots = slots;
         Ok(StoreContents {
             clients,
             latest,
@@ -204,24 +220,39 @@ impl Store {
             self.reopen()?;
         }
         let txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
+        // Slot changes take effect only once the commit has: a failed commit leaves none.
+        let mut moved: Vec<(ClientId, Option<u64>)> = Vec::new();
+        let mut next_slot = self.next_slot;
         {
             let mut clients = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
             for (id, record) in &dirty.clients {
-                let key = id.to_string();
                 match record {
                     Some(record) => {
+                        let slot = match self.slots.get(id) {
+                            Some(slot) => *slot,
+                            None => {
+                                let slot = next_slot;
+                                next_slot += 1;
+                                moved.push((*id, Some(slot)));
+                                slot
+                            }
+                        };
                         let stored = StoredClient {
+                            address: id.to_string(),
                             types: record.types.iter().map(Into::into).collect(),
                             registered_at_ms: record.registered_at_ms,
                         };
                         let value =
                             serde_json::to_vec(&stored).map_err(|e| self.corrupt(e.to_string()))?;
                         clients
-                            .insert(key.as_str(), value.as_slice())
+                            .insert(slot, value.as_slice())
                             .map_err(|e| self.io(e))?;
                     }
                     None => {
-                        clients.remove(key.as_str()).map_err(|e| self.io(e))?;
+                        if let Some(slot) = self.slots.get(id) {
+                            clients.remove(*slot).map_err(|e| self.io(e))?;
+                            moved.push((*id, None));
+                        }
                     }
                 }
             }
@@ -242,7 +273,15 @@ impl Store {
             meta.insert(NEXT_SEQ, dirty.next_seq)
                 .map_err(|e| self.io(e))?;
         }
-        txn.commit().map_err(|e| self.io(e))
+        txn.commit().map_err(|e| self.io(e))?;
+        for (id, slot) in moved {
+            match slot {
+                Some(slot) => self.slots.insert(id, slot),
+                None => self.slots.remove(&id),
+            };
+        }
+        self.next_slot = next_slot;
+        Ok(())
     }
 
     fn io(&self, error: impl std::fmt::Display) -> StoreError {
