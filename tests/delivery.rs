@@ -342,14 +342,7 @@ fn the_publish_api_accepts_xml_and_batches_and_refuses_bad_input() {
 
 #[test]
 fn a_delivery_completes_only_when_the_client_has_read_it_and_closed() {
-    let crnpd = Crnpd::start(&[
-        "--client-retry-count",
-        "2",
-        "--client-retry-interval",
-        "0.2",
-        "--client-timeout",
-        "0.5",
-    ]);
+    let crnpd = Crnpd::start(&QUICK_RETRIES);
     let listener = std::net::TcpListener::bind((ip(63), 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (held_tx, held) = std::sync::mpsc::channel();

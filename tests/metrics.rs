@@ -99,14 +99,7 @@ fn every_metric_is_exported_with_help_from_start_up() {
 
 #[test]
 fn counters_equal_a_known_workload() {
-    let crnpd = Crnpd::start(&[
-        "--client-retry-count",
-        "2",
-        "--client-retry-interval",
-        "0.2",
-        "--client-timeout",
-        "0.5",
-    ]);
+    let crnpd = Crnpd::start(&QUICK_RETRIES);
     const EVENTS: usize = 4;
     let subscribers: Vec<Subscriber> = (31..34).map(|last| Subscriber::listen(ip(last))).collect();
 

@@ -46,14 +46,7 @@ fn workload(crnpd: &Crnpd, first_ip: u8, subscribers: usize, events: usize) -> V
 #[test]
 fn promtool_finds_no_problem_in_a_real_scrape() {
     let promtool = require("promtool");
-    let crnpd = Crnpd::start(&[
-        "--client-retry-count",
-        "2",
-        "--client-retry-interval",
-        "0.2",
-        "--client-timeout",
-        "0.5",
-    ]);
+    let crnpd = Crnpd::start(&QUICK_RETRIES);
     let _subs = workload(&crnpd, 40, 2, 3);
     // A refused registration and a dead subscriber, so error series carry values too.
     assert_eq!(
