@@ -38,6 +38,7 @@ pub(crate) struct Core {
     metrics: CoreMetrics,
     connections: Cell<usize>,
     in_flight: Cell<usize>,
+    scratch: outbound::Scratch,
 }
 
 /// Runs a core until it is told to shut down.
@@ -60,6 +61,7 @@ pub(crate) fn run(
             metrics: CoreMetrics::new(index),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
+            scratch: outbound::Scratch::default(),
         });
         let acceptor = compio::runtime::spawn(accept_loop(Rc::clone(&core), listener));
         let deadline = loop {
@@ -178,6 +180,7 @@ impl Core {
             self.settings.source,
             item.bytes.clone(),
             self.settings.client_timeout,
+            &self.scratch,
         )
         .await;
         self.in_flight.set(self.in_flight.get() - 1);

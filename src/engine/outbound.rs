@@ -1,6 +1,7 @@
 //! One delivery attempt: a new connection from the service address, one `SC_EVENT`, a
 //! full-duplex close (our FIN, then the client's). Every step is an io_uring operation; the deadline cancels them.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -55,8 +56,10 @@ pub(crate) async fn deliver(
     source: Option<IpAddr>,
     payload: Bytes,
     deadline: Duration,
+    scratch: &Scratch,
 ) -> Result<(), AttemptError> {
-    match compio::time::timeout(deadline, connect_write_close(dest, source, payload)).await {
+    let attempt = connect_write_close(dest, source, payload, scratch);
+    match compio::time::timeout(deadline, attempt).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(AttemptError::from_io(&error)),
         Err(_elapsed) => Err(AttemptError::Timeout),
@@ -67,6 +70,7 @@ async fn connect_write_close(
     dest: SocketAddr,
     source: Option<IpAddr>,
     payload: Bytes,
+    scratch: &Scratch,
 ) -> io::Result<()> {
     let socket = bound_socket(dest, source)?;
     let mut stream = compio::net::TcpSocket::from_std_stream(socket.into())?
@@ -75,7 +79,10 @@ async fn connect_write_close(
     let BufResult(written, _) = stream.write_all(payload).await;
     written?;
     stream.shutdown().await?;
-    await_peer_close(&mut stream).await?;
+    let mut buffer = scratch.take();
+    let closed = await_peer_close(&mut stream, &mut buffer).await;
+    scratch.give(buffer);
+    closed?;
     stream.close().await
 }
 
@@ -83,10 +90,15 @@ async fn connect_write_close(
 /// closes; only then is the event known to be read. Closing earlier would let the kernel reset
 /// the connection under the client's unread event (a full TIME_WAIT table destroys the
 /// closed socket at once), losing it silently. Whatever the client sends is discarded, bounded.
-async fn await_peer_close(stream: &mut compio::net::TcpStream) -> io::Result<()> {
+async fn await_peer_close(
+    stream: &mut compio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut budget = PEER_BYTES_LIMIT;
     loop {
-        let BufResult(read, _) = stream.read(Vec::with_capacity(PEER_READ_CHUNK)).await;
+        buffer.clear();
+        let BufResult(read, returned) = stream.read(std::mem::take(buffer)).await;
+        *buffer = returned;
         match read? {
             0 => return Ok(()),
             n if n >= budget => {
@@ -99,6 +111,30 @@ async fn await_peer_close(stream: &mut compio::net::TcpStream) -> io::Result<()>
         }
     }
 }
+
+/// Read buffers for the wait on clients' closes, reused so that a delivery allocates none.
+/// A buffer in flight when its attempt is cancelled is simply not returned.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch(RefCell<Vec<Vec<u8>>>);
+
+impl Scratch {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(PEER_READ_CHUNK))
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        let mut pool = self.0.borrow_mut();
+        if pool.len() < SCRATCH_POOL && buffer.capacity() >= PEER_READ_CHUNK {
+            pool.push(buffer);
+        }
+    }
+}
+
+/// Buffers kept for reuse, per core: as many as deliveries usually in flight at once.
+const SCRATCH_POOL: usize = 1024;
 
 /// Bytes a client may send on a delivery connection before the attempt counts as failed.
 const PEER_BYTES_LIMIT: usize = 64 * 1024;
