@@ -1,5 +1,6 @@
 //! A client's callback address: one accepted connection per event.
 
+use super::net::within;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -83,16 +84,13 @@ pub async fn read_event(
     limits: &Limits,
     timeout: Duration,
 ) -> Result<ReceivedEvent, ClientError> {
-    let raw = tokio::time::timeout(
+    let raw = within(
+        peer,
         timeout,
+        "reading an SC_EVENT",
         read_to_end_limited(stream, peer, limits.max_message_bytes),
     )
-    .await
-    .map_err(|_| ClientError::Timeout {
-        addr: peer,
-        after: timeout,
-        doing: "reading an SC_EVENT",
-    })??;
+    .await?;
     let event = Event::parse(&raw, limits)
         .map_err(|source| ClientError::Protocol { addr: peer, source })?;
     Ok(ReceivedEvent { event, raw, peer })

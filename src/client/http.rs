@@ -1,5 +1,6 @@
 //! crnpd's HTTP control API: publish events, list and remove clients, readiness.
 
+use super::net::within;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -70,14 +71,7 @@ impl Publisher {
             tokio::spawn(conn);
             Ok(sender)
         };
-        let sender =
-            tokio::time::timeout(timeout, connect)
-                .await
-                .map_err(|_| ClientError::Timeout {
-                    addr,
-                    after: timeout,
-                    doing: "connecting to the HTTP API",
-                })??;
+        let sender = within(addr, timeout, "connecting to the HTTP API", connect).await?;
         Ok(Self {
             sender,
             addr,
@@ -150,13 +144,7 @@ impl Publisher {
                 })?;
             Ok((status, collected.to_bytes()))
         };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr,
-                after: self.timeout,
-                doing: "waiting for an HTTP answer",
-            })?
+        within(addr, self.timeout, "waiting for an HTTP answer", exchange).await
     }
 }
 

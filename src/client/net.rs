@@ -1,10 +1,25 @@
 //! Outbound TCP from a chosen source address.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::ClientError;
+
+/// Runs `work` against `addr` under a deadline; past it, a [`ClientError::Timeout`] saying
+/// what was under way.
+pub async fn within<T>(
+    addr: SocketAddr,
+    after: Duration,
+    doing: &'static str,
+    work: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(after, work)
+        .await
+        .map_err(|_| ClientError::Timeout { addr, after, doing })?
+}
 
 /// Opens a TCP connection to `dest`, first binding `source` when given.
 ///

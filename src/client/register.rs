@@ -1,5 +1,6 @@
 //! One registration exchange: `SC_CALLBACK_REG` out, `SC_REPLY` back.
 
+use super::net::within;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -36,11 +37,11 @@ pub async fn register(
             source,
         })
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| ClientError::Timeout {
-            addr: server,
-            after: timeout,
-            doing: "registering (SC_CALLBACK_REG sent, waiting for SC_REPLY)",
-        })?
+    within(
+        server,
+        timeout,
+        "registering (SC_CALLBACK_REG sent, waiting for SC_REPLY)",
+        exchange,
+    )
+    .await
 }

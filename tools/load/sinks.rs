@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::io::{ErrorKind, Read};
 
-use crnp::client::{ClientError, ReceivedEvent};
+use crnp::client::{ClientError, ReceivedEvent, within};
 use crnp::protocol::{Event, Limits};
 use socket2::{Domain, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -405,13 +405,7 @@ async fn receive(
         }
     };
     let timeout = shared.read_timeout;
-    tokio::time::timeout(timeout, rest)
-        .await
-        .map_err(|_| ClientError::Timeout {
-            addr: peer,
-            after: timeout,
-            doing: "reading an SC_EVENT",
-        })??;
+    within(peer, timeout, "reading an SC_EVENT", rest).await?;
     parse(raw, peer, &shared.limits)
 }
 
