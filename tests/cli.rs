@@ -114,6 +114,35 @@ fn wait_exit(mut child: Child) -> ExitStatus {
 }
 
 /// Runs `crnp ARGS` to completion: (exit code, stdout, stderr).
+/// Starts `crnp subscribe` for class `EC_cli_test` and `subclass` on a kernel-chosen port;
+/// returns the child and its stdout and stderr lines.
+fn subscribe(
+    listen: &str,
+    subclass: &str,
+    extra: &[&str],
+) -> (Child, Receiver<String>, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crnp"))
+        .args([
+            "subscribe",
+            "--server",
+            listen,
+            "--port",
+            "0",
+            "--class",
+            "EC_cli_test",
+        ])
+        .args(["--subclass", subclass])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crnp subscribe starts");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    (child, out, err)
+}
+
 fn crnp(args: &[&str]) -> (i32, String, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_crnp"))
         .args(args)
@@ -347,26 +376,7 @@ fn crnp_health_publish_and_clients_report_through_exit_codes() {
 fn crnp_subscribe_prints_json_events_and_unregisters_on_sigterm() {
     let server = Server::start();
     let (listen, http) = (server.listen.to_string(), server.http.to_string());
-    let mut subscriber = Command::new(env!("CARGO_BIN_EXE_crnp"))
-        .args([
-            "subscribe",
-            "--server",
-            &listen,
-            "--port",
-            "0",
-            "--class",
-            "EC_cli_test",
-            "--subclass",
-            "sub",
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("crnp subscribe starts");
-    let out = lines_of(subscriber.stdout.take().expect("stdout"));
-    let err = lines_of(subscriber.stderr.take().expect("stderr"));
+    let (subscriber, out, err) = subscribe(&listen, "sub", &["--json"]);
     let registered = wait_line(&err, |line| line.contains("registered"));
     let address = registered
         .split_whitespace()
@@ -405,26 +415,7 @@ fn crnp_subscribe_prints_json_events_and_unregisters_on_sigterm() {
 fn crnp_subscribe_count_exits_after_the_events_and_prints_blocks() {
     let server = Server::start();
     let (listen, http) = (server.listen.to_string(), server.http.to_string());
-    let mut subscriber = Command::new(env!("CARGO_BIN_EXE_crnp"))
-        .args([
-            "subscribe",
-            "--server",
-            &listen,
-            "--port",
-            "0",
-            "--class",
-            "EC_cli_test",
-            "--subclass",
-            "cnt",
-        ])
-        .args(["--count", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("crnp subscribe starts");
-    let out = lines_of(subscriber.stdout.take().expect("stdout"));
-    let err = lines_of(subscriber.stderr.take().expect("stderr"));
+    let (subscriber, out, err) = subscribe(&listen, "cnt", &["--count", "1"]);
     wait_line(&err, |line| line.contains("registered"));
     let (code, _, stderr) = crnp(&[
         "publish",
