@@ -394,3 +394,42 @@ fn a_delivery_completes_only_when_the_client_has_read_it_and_closed() {
         "the client stays registered"
     );
 }
+
+#[test]
+fn the_queue_bound_is_exact_a_full_queue_keeps_the_client_one_more_removes_it() {
+    let crnpd = Crnpd::start(&["--max-queue-depth", "3", "--client-timeout", "30"]);
+    // Accepted by the kernel, never read or closed: the first delivery stays in flight.
+    let stuck = std::net::TcpListener::bind((ip(64), 0)).expect("bind");
+    let port = stuck.local_addr().expect("addr").port();
+    let all = event_type("EC_Cluster", None, &[]);
+    assert_eq!(crnpd.register(ip(64), &reg("ADD_CLIENT", port, &all)), "OK");
+    let three = format!(
+        "[{},{},{}]",
+        r_event("q", 0),
+        r_event("q", 1),
+        r_event("q", 2)
+    );
+    assert_eq!(crnpd.publish_json(&three).0, 202);
+    crnpd.wait_metric("crnp_queued_deliveries", &[], |v| v == 3.0);
+    assert_eq!(
+        crnpd.metric("crnp_clients_removed_total", &["reason=\"queue_overflow\""]),
+        0.0
+    );
+    assert_eq!(
+        crnpd.clients().as_array().expect("array").len(),
+        1,
+        "a full queue keeps the client"
+    );
+    assert_eq!(crnpd.publish_json(&r_event("q", 3)).0, 202);
+    crnpd.wait_metric(
+        "crnp_clients_removed_total",
+        &["reason=\"queue_overflow\""],
+        |v| v == 1.0,
+    );
+    assert_eq!(
+        crnpd.clients().as_array().expect("array").len(),
+        0,
+        "one more removes it"
+    );
+    drop(stuck);
+}
