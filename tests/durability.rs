@@ -774,10 +774,10 @@ fn a_corrupt_store_is_a_clear_startup_error_never_a_panic_nor_an_empty_registry(
 
 #[test]
 fn a_data_directory_or_store_owned_by_another_user_is_refused_at_startup_naming_the_owner() {
-    if !is_root() {
-        println!("skipped: only root can hand a directory to another user");
-        return;
-    }
+    assert!(
+        is_root(),
+        "this test needs root: only root can hand a directory to another user"
+    );
     let temp = tempfile::tempdir().expect("tempdir");
     let nobody = 65534;
     let foreign_dir = temp.path().join("foreign-dir");
@@ -858,13 +858,8 @@ fn addresses(crnpd: &Crnpd) -> BTreeSet<String> {
 fn a_full_disk_refuses_registrations_with_system_error_keeps_earlier_ones_and_recovers() {
     let temp = tempfile::tempdir().expect("tempdir");
     let mount_point = temp.path().join("small-disk");
-    let mounted = match mount_small_tmpfs(&mount_point, "2m") {
-        Ok(mounted) => mounted,
-        Err(reason) => {
-            println!("skipped: cannot mount a small tmpfs ({reason})");
-            return;
-        }
-    };
+    let mounted = mount_small_tmpfs(&mount_point, "2m")
+        .unwrap_or_else(|reason| panic!("this test needs root to mount a small tmpfs: {reason}"));
     let data = mount_point.join("data");
     let crnpd = Crnpd::start_in(&data, temp.path(), &["--max-clients", "100000"]);
     let source = ip(90);
