@@ -12,7 +12,7 @@ use compio::net::TcpStream;
 
 use super::core::Core;
 use crate::acl::canonical;
-use crate::protocol::{CallbackReg, DocumentScan, ProtocolError, Reply, StatusCode, scan_document};
+use crate::protocol::{Arrival, CallbackReg, ProtocolError, Reply, StatusCode};
 use crate::telemetry;
 
 const READ_CHUNK: usize = 4096;
@@ -23,8 +23,8 @@ const DRAIN_BYTES: usize = 1 << 20;
 
 /// How reading the message ended.
 enum Received {
-    /// A whole document (plus whatever arrived with it).
-    Document(Vec<u8>),
+    /// A whole registration, parsed and valid.
+    Registration(CallbackReg),
     /// A protocol error to reply with.
     Error(ProtocolError),
     /// The peer sent nothing before closing or before the deadline: close without a reply.
@@ -41,20 +41,16 @@ pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAdd
             return;
         }
         Received::Error(error) => (Reply::new(error.status, error.reason), "unknown"),
-        Received::Document(bytes) => match CallbackReg::parse(&bytes, &core.settings.limits) {
-            Err(error) => (Reply::new(error.status, error.reason), "unknown"),
-            Ok(reg) => {
-                let form = reg.reg_type.as_str();
-                client = Some(SocketAddr::new(ip, reg.port));
-                if core.access.permits(ip) {
-                    (core.registry.register(ip, reg).await, form)
-                } else {
-                    let message =
-                        format!("host {ip} is not allowed to register (allow/deny hosts)");
-                    (Reply::new(StatusCode::Fail, message), form)
-                }
+        Received::Registration(reg) => {
+            let form = reg.reg_type.as_str();
+            client = Some(SocketAddr::new(ip, reg.port));
+            if core.access.permits(ip) {
+                (core.registry.register(ip, reg).await, form)
+            } else {
+                let message = format!("host {ip} is not allowed to register (allow/deny hosts)");
+                (Reply::new(StatusCode::Fail, message), form)
             }
-        },
+        }
     };
     telemetry::registration(form, reply.status.as_str());
     match client {
@@ -114,10 +110,10 @@ async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
                 limits.max_message_bytes
             )));
         }
-        match scan_document(&message, limits) {
-            DocumentScan::Incomplete => {}
-            DocumentScan::Complete => return Received::Document(message),
-            DocumentScan::Malformed(error) => return Received::Error(error),
+        match CallbackReg::parse_arrived(&message, limits) {
+            Arrival::Incomplete => {}
+            Arrival::Complete(Ok(reg)) => return Received::Registration(reg),
+            Arrival::Complete(Err(error)) => return Received::Error(error),
         }
     }
 }

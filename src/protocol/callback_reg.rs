@@ -1,9 +1,9 @@
 //! `SC_CALLBACK_REG`: a client's registration message.
 
-use super::NvPair;
 use super::error::{ProtocolError, excerpt};
 use super::version::{self, VERSION};
 use super::xml::{self, Limits, Reader, unknown_attribute, write};
+use super::{Arrival, NvPair};
 
 /// The four registration forms (`REG_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,6 +211,17 @@ impl CallbackReg {
     /// value in 1..=65535 (leading zeros allowed).
     pub fn parse(bytes: &[u8], limits: &Limits) -> Result<CallbackReg, ProtocolError> {
         xml::parse_document(bytes, limits, "SC_CALLBACK_REG", parse_root)
+    }
+
+    /// [`Self::parse`] on the bytes of a connection received so far, in one pass:
+    /// [`Arrival::Incomplete`] while the root element is open and nothing is wrong yet (read
+    /// more), otherwise the outcome [`Self::parse`] gives for the same bytes. MALFORMED input
+    /// is reported as soon as it is seen.
+    ///
+    /// Each call parses `bytes` from the start, so call it once per read, not per byte;
+    /// `max_message_bytes` bounds the total work.
+    pub fn parse_arrived(bytes: &[u8], limits: &Limits) -> Arrival<CallbackReg> {
+        xml::parse_arrived_document(bytes, limits, "SC_CALLBACK_REG", parse_root)
     }
 
     /// The document a client sends: declaration, then

@@ -1,13 +1,14 @@
 //! Attributes of a start tag: strict tokenizing, validation and value decoding.
 //!
-//! quick-xml hands over the raw text between the element name and `>`; this module enforces
+//! The lexer hands over the raw text between the element name and `>`; this module enforces
 //! the XML 1.0 rules on it (white space between attributes, `Name`, `=`, quoted value without
 //! `<`, only known references) so that a tag either validates completely or is rejected.
 
 use std::borrow::Cow;
 
 use super::chars::{
-    is_name, is_space, push_normalized_newlines, resolve_reference, split_reference,
+    is_attribute_special, is_name, is_space, push_normalized_newlines, resolve_reference,
+    split_reference,
 };
 use crate::protocol::error::{excerpt, short_name};
 
@@ -151,10 +152,7 @@ fn trim_space_start(text: &str) -> &str {
 /// Checks a raw attribute value: no `<`, and every `&` starts a known reference. Returns
 /// whether the value is plain (nothing to decode or normalize).
 fn check_value(raw: &str) -> Result<bool, String> {
-    if !raw
-        .bytes()
-        .any(|b| matches!(b, b'<' | b'&' | b'\t' | b'\n' | b'\r'))
-    {
+    if !raw.bytes().any(is_attribute_special) {
         return Ok(true);
     }
     if memchr::memchr(b'<', raw.as_bytes()).is_some() {

@@ -2,7 +2,8 @@
 //! text-only content, and the final check of everything after the part a parser judged.
 
 use super::chars::is_all_space;
-use super::{Limits, Reader, TextPiece, Token};
+use super::{Fault, Limits, Reader, TextPiece, Token};
+use crate::protocol::Arrival;
 use crate::protocol::error::{ProtocolError, excerpt};
 
 impl<'a> Reader<'a> {
@@ -41,6 +42,7 @@ impl<'a> Reader<'a> {
         let mut text = String::new();
         loop {
             match self.next()? {
+                Token::Text(piece) if text.is_empty() => text = piece.into_string(),
                 Token::Text(piece) => piece.push_to(&mut text),
                 Token::Close => return Ok(text),
                 Token::Open(child) => {
@@ -73,8 +75,40 @@ pub(crate) fn parse_document<'a, T>(
     body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
 ) -> Result<T, ProtocolError> {
     let mut reader = Reader::new(bytes, limits)?;
+    parse_root(&mut reader, root, body)
+}
+
+/// [`parse_document`] on the bytes received so far: [`Arrival::Incomplete`] while the root
+/// element is open and nothing is wrong yet, otherwise exactly what [`parse_document`]
+/// returns for the same bytes.
+pub(crate) fn parse_arrived_document<'a, T>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    root: &str,
+    body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
+) -> Arrival<T> {
+    let mut reader = match Reader::partial(bytes, limits) {
+        Ok(reader) => reader,
+        Err(Fault::NeedMore(_)) => return Arrival::Incomplete,
+        Err(Fault::Malformed(error)) => return Arrival::Complete(Err(error)),
+    };
+    let result = parse_root(&mut reader, root, body);
+    if reader.ran_out() {
+        return Arrival::Incomplete;
+    }
+    match reader.unread_tail_error(bytes) {
+        Some(error) => Arrival::Complete(Err(error)),
+        None => Arrival::Complete(result),
+    }
+}
+
+fn parse_root<'a, T>(
+    reader: &mut Reader<'a>,
+    root: &str,
+    body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
+) -> Result<T, ProtocolError> {
     let result = match reader.next()? {
-        Token::Open(name) if name == root => body(&mut reader),
+        Token::Open(name) if name == root => body(reader),
         Token::Open(name) => Err(ProtocolError::invalid(format!(
             "the root element is {}, expected {root}",
             excerpt(name)
