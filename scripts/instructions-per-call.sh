@@ -23,16 +23,18 @@ trap 'rm -f "$out"' EXIT
 valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect="*${function_pattern}*" \
     "$bench" --bench "$case_filter" --profile-time 1 >/dev/null 2>&1
 
-# Ir collected inside the function, divided by the number of calls to it.
+# Ir collected inside the function, divided by the number of calls to it (names are defined
+# on the first fn= or cfn= line that mentions a function's id).
 awk -v pattern="$function_pattern" '
     BEGIN { gsub(/\*/, ".*", pattern) }
     /^summary:/ { total = $2 }
-    /^cfn=/ {
-        match($0, /^cfn=\([0-9]+\)/)
-        id = substr($0, 6, RLENGTH - 6)
+    /^c?fn=/ {
+        match($0, /^c?fn=\([0-9]+\)/)
+        open = index($0, "(")
+        id = substr($0, open + 1, RLENGTH - open - 1)
         name = substr($0, RLENGTH + 2)
         if (name != "") names[id] = name
-        target = (names[id] ~ pattern)
+        if ($0 ~ /^cfn=/) target = (names[id] ~ pattern)
         next
     }
     /^calls=/ { if (target) { split($0, f, /[= ]/); calls += f[2] } target = 0 }

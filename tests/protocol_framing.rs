@@ -155,6 +155,15 @@ fn hopeless_input_is_malformed_early() {
 }
 
 #[test]
+fn the_verdict_on_hopeless_bytes_is_the_whole_buffer_verdict() {
+    // Found by the fuzz target: a control character, and an unfinished UTF-8 sequence at the
+    // end. Both are MALFORMED; the reason must be the one the whole-buffer parse gives.
+    let limits = Limits::default();
+    let bytes = b"<?xml version='1.0'?><SC_CALLBACK_REG PORT=\"1\" REG_TYPE=\"ADD_CL\x01\0\xCC";
+    assert!(is_malformed(&arrived(bytes, &limits)));
+}
+
+#[test]
 fn limits_apply_while_arriving() {
     let limits = Limits {
         max_message_bytes: 64,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use hashbrown::{HashMap, HashSet};
 
 use crate::delivery::{AfterFailure, DeliveryQueue, Next, RetryPolicy};
-use crate::protocol::EventType;
+use crate::protocol::{EventType, Text};
 use crate::registry::{Change, ClientId, PublishedEvent, matches};
 
 /// A queued delivery: a reference to the one shared serialization of an event.
@@ -49,7 +49,7 @@ pub(crate) struct ShardClient {
 #[derive(Debug)]
 pub(crate) struct Shard {
     clients: HashMap<ClientId, ShardClient>,
-    by_class: HashMap<String, HashSet<ClientId>>,
+    by_class: HashMap<Text, HashSet<ClientId>>,
     next_slot: u64,
     queued: usize,
     policy: RetryPolicy,
@@ -85,7 +85,7 @@ impl Shard {
             Change::Upsert { record, replay } => {
                 let id = record.id;
                 if let Some(old) = self.clients.get(&id) {
-                    let old_classes: Vec<String> =
+                    let old_classes: Vec<Text> =
                         old.types.iter().map(|t| t.class.clone()).collect();
                     self.unindex(id, &old_classes);
                 }
@@ -211,12 +211,12 @@ impl Shard {
     fn remove(&mut self, id: ClientId) {
         if let Some(client) = self.clients.remove(&id) {
             self.queued -= client.queue.len();
-            let classes: Vec<String> = client.types.iter().map(|t| t.class.clone()).collect();
+            let classes: Vec<Text> = client.types.iter().map(|t| t.class.clone()).collect();
             self.unindex(id, &classes);
         }
     }
 
-    fn unindex(&mut self, id: ClientId, classes: &[String]) {
+    fn unindex(&mut self, id: ClientId, classes: &[Text]) {
         for class in classes {
             if let Some(set) = self.by_class.get_mut(class) {
                 set.remove(&id);

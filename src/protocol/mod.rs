@@ -54,3 +54,7 @@ pub use framing::Arrival;
 pub use nvpair::NvPair;
 pub use reply::{Reply, StatusCode};
 pub use xml::{Limits, is_representable};
+
+/// Protocol text: class and subclass names, pair names and values. Stored inline up to 24
+/// bytes (nearly every CRNP string), so a parsed message allocates only for its lists.
+pub type Text = compact_str::CompactString;

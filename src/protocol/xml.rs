@@ -25,6 +25,7 @@ use chars::{
 };
 pub(crate) use walk::{parse_arrived_document, parse_document};
 
+use super::Text;
 use super::error::{ProtocolError, excerpt, short_name};
 
 /// Bounds on an incoming document, so a hostile peer cannot make the parser do unbounded work.
@@ -68,14 +69,14 @@ pub(crate) enum TextPiece<'a> {
 }
 
 impl TextPiece<'_> {
-    /// This piece's characters, with XML end-of-line handling, allocated to size.
-    fn into_string(self) -> String {
+    /// This piece's characters, with XML end-of-line handling.
+    fn into_text(self) -> Text {
         match self {
             Self::Chars(text) | Self::CData(text) if !text.as_bytes().contains(&b'\r') => {
-                text.to_owned()
+                Text::from(text)
             }
             piece => {
-                let mut out = String::new();
+                let mut out = Text::default();
                 piece.push_to(&mut out);
                 out
             }
@@ -83,7 +84,7 @@ impl TextPiece<'_> {
     }
 
     /// Appends this piece's characters to `out`, with XML end-of-line handling.
-    fn push_to(self, out: &mut String) {
+    fn push_to(self, out: &mut Text) {
         match self {
             Self::Chars(text) | Self::CData(text) => push_normalized_newlines(out, text),
             Self::Char(c) => out.push(c),

@@ -4,6 +4,8 @@
 //! No DTD is processed, so only the five predefined entities and numeric character
 //! references exist; any other entity reference is undeclared and so not well-formed.
 
+use crate::protocol::Text;
+
 /// Whether `c` is an XML 1.0 `Char` (tab, LF, CR, and everything from U+0020 except
 /// surrogates, U+FFFE and U+FFFF).
 pub(crate) fn is_xml_char(c: char) -> bool {
@@ -179,7 +181,7 @@ pub(crate) fn split_reference(text: &str) -> Option<Result<(&str, &str, &str), S
 
 /// Appends character data to `out`, applying XML end-of-line handling (`\r\n` and a lone
 /// `\r` both become `\n`).
-pub(crate) fn push_normalized_newlines(out: &mut String, text: &str) {
+pub(crate) fn push_normalized_newlines(out: &mut Text, text: &str) {
     // Short texts are the rule: a plain scan beats memchr's set-up for them.
     if !text.as_bytes().contains(&b'\r') {
         out.push_str(text);

@@ -3,8 +3,8 @@
 
 use super::chars::is_all_space;
 use super::{Fault, Limits, Reader, TextPiece, Token};
-use crate::protocol::Arrival;
 use crate::protocol::error::{ProtocolError, excerpt};
+use crate::protocol::{Arrival, Text};
 
 impl<'a> Reader<'a> {
     /// Reads to the end of the document, checking it; the result of a parse whose structure
@@ -38,11 +38,11 @@ impl<'a> Reader<'a> {
 
     /// The text of a text-only element, up to its end tag: plain text, references and CDATA
     /// sections concatenated.
-    pub(crate) fn text_content(&mut self, element: &str) -> Result<String, ProtocolError> {
-        let mut text = String::new();
+    pub(crate) fn text_content(&mut self, element: &str) -> Result<Text, ProtocolError> {
+        let mut text = Text::default();
         loop {
             match self.next()? {
-                Token::Text(piece) if text.is_empty() => text = piece.into_string(),
+                Token::Text(piece) if text.is_empty() => text = piece.into_text(),
                 Token::Text(piece) => piece.push_to(&mut text),
                 Token::Close => return Ok(text),
                 Token::Open(child) => {
@@ -90,7 +90,11 @@ pub(crate) fn parse_arrived_document<'a, T>(
     let mut reader = match Reader::partial(bytes, limits) {
         Ok(reader) => reader,
         Err(Fault::NeedMore(_)) => return Arrival::Incomplete,
-        Err(Fault::Malformed(error)) => return Arrival::Complete(Err(error)),
+        // The partial reader set aside an unfinished character at the end, so its verdict
+        // may name another defect than the whole-buffer reader's: give the latter.
+        Err(Fault::Malformed(_)) => {
+            return Arrival::Complete(parse_document(bytes, limits, root, body));
+        }
     };
     let result = parse_root(&mut reader, root, body);
     if reader.ran_out() {
