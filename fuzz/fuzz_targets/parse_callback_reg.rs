@@ -8,6 +8,9 @@
 use crnp::protocol::{Arrival, CallbackReg, Event, Limits, Reply, StatusCode};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../tests/xml_oracle/mod.rs"]
+mod xml_oracle;
+
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let registration = CallbackReg::parse(data, &limits);
@@ -25,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         Err(error) => error.status != StatusCode::Malformed,
     };
     if well_formed {
-        assert_quick_xml_reads(data);
+        xml_oracle::assert_quick_xml_reads(data);
     }
     if let Ok(registration) = registration {
         assert_eq!(CallbackReg::parse(&registration.to_xml(), &limits), Ok(registration));
@@ -38,18 +41,3 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// quick-xml, with end-name and comment checks on, reads `data` (after any BOM) to its end.
-fn assert_quick_xml_reads(data: &[u8]) {
-    let text = std::str::from_utf8(data).expect("a well-formed document is UTF-8");
-    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    let mut reader = quick_xml::Reader::from_str(text);
-    reader.config_mut().check_comments = true;
-    for _ in 0..=data.len() {
-        match reader.read_event() {
-            Ok(quick_xml::events::Event::Eof) => return,
-            Ok(_) => {}
-            Err(error) => panic!("we accept what quick-xml rejects: {error}"),
-        }
-    }
-    panic!("quick-xml did not reach the end");
-}
