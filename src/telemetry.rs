@@ -102,10 +102,12 @@ pub const REMOVAL_REASONS: [&str; 4] = ["unreachable", "queue_overflow", "admin"
 /// The `form` label of [`REGISTRATIONS`] for a message that did not parse far enough.
 pub const UNKNOWN_FORM: &str = "unknown";
 
-/// Histogram buckets for latencies in seconds: 100 µs to 60 s.
+/// Histogram buckets for latencies in seconds: 100 µs to 30 min, so that a delivery that
+/// needed retries (attempts are `--client-retry-interval / --client-retry-count` apart, 10 min
+/// by default) still lands in a bucket of its own rather than in `+Inf`.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    30.0, 60.0,
+    15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
 ];
 /// Histogram buckets for commit batch sizes.
 pub const BATCH_BUCKETS: &[f64] = &[
