@@ -17,9 +17,11 @@
 //! millisecond. Group commit exists to amortize that latency. The bench fails unless crnpd's
 //! mean commit time shows the added delay.
 //!
-//! The load generator runs C connections as tasks on one thread (tokio, current-thread
-//! runtime; `CRNP_BENCH_GENERATOR_THREADS` for more), each connecting from its source address,
-//! writing one `ADD_CLIENT` without half-closing, and reading the reply to EOF.
+//! The load generator runs the C connections as tasks on two threads, one per core (a tokio
+//! current-thread runtime each; `CRNP_BENCH_GENERATOR_THREADS` to change), each connection
+//! connecting from its source address, writing one `ADD_CLIENT` without half-closing, and
+//! reading the reply to EOF. (A thread per connection, as before, cost about twice the CPU
+//! per registration in context switches.)
 //!
 //! ```text
 //! cargo bench --bench registration
@@ -202,7 +204,7 @@ fn measure(extra: &[&str], env: &[(&str, &str)], clients: usize, concurrency: us
     let listen: SocketAddr = crnpd.listen;
     let messages: Arc<Vec<(IpAddr, Vec<u8>)>> = Arc::new((0..clients).map(message).collect());
     let next = Arc::new(AtomicUsize::new(0));
-    let threads = setting("CRNP_BENCH_GENERATOR_THREADS", 1).clamp(1, concurrency);
+    let threads = setting("CRNP_BENCH_GENERATOR_THREADS", 2).clamp(1, concurrency);
     let batches_before = metric(&crnpd, "crnp_registry_commit_batch_size_count");
     let requests_before = metric(&crnpd, "crnp_registry_commit_batch_size_sum");
     let commit_time_before = metric(&crnpd, "crnp_registry_commit_seconds_sum");
