@@ -154,7 +154,11 @@ async fn send_reply(mut stream: TcpStream, reply: &Reply, buffer: Vec<u8>) {
 
 async fn drain(stream: &mut TcpStream, mut buffer: Vec<u8>) {
     let mut budget = DRAIN_BYTES;
-    // A read fills the buffer from its start, up to its capacity.
+    // A read fills the buffer from its start, up to its capacity. A large message's buffer is
+    // not worth keeping for the length of the drain.
+    if buffer.capacity() > 4 * READ_CHUNK {
+        buffer = Vec::new();
+    }
     buffer.clear();
     buffer.reserve(READ_CHUNK);
     while budget > 0 {

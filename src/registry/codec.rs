@@ -107,7 +107,7 @@ fn decode_json(id: ClientId, stored: StoredClient) -> Decoded {
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) {
-    // Lengths come from messages of at most --max-message-bytes, far below 4 GiB.
+    // Lengths come from messages of at most --max-message-bytes (16 MiB at most): far below 4 GiB.
     let len = u32::try_from(len).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
 }
