@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Event, EventType, NvPair};
+use crate::protocol::{Event, EventType, NvPair, Text};
 
 /// Vendor of cluster events when a publisher does not name one.
 pub const DEFAULT_VENDOR: &str = "SUNW";
@@ -18,15 +18,15 @@ pub const DEFAULT_PUBLISHER: &str = "rgm";
 #[serde(deny_unknown_fields)]
 pub struct JsonEvent {
     /// `CLASS`.
-    pub class: String,
+    pub class: Text,
     /// `SUBCLASS`.
-    pub subclass: String,
+    pub subclass: Text,
     /// `VENDOR`; defaults to [`DEFAULT_VENDOR`].
     #[serde(default = "default_vendor")]
-    pub vendor: String,
+    pub vendor: Text,
     /// `PUBLISHER`; defaults to [`DEFAULT_PUBLISHER`].
     #[serde(default = "default_publisher")]
-    pub publisher: String,
+    pub publisher: Text,
     /// The pairs, in order.
     #[serde(default)]
     pub nvpairs: Vec<JsonNvPair>,
@@ -37,7 +37,7 @@ pub struct JsonEvent {
 #[serde(deny_unknown_fields)]
 pub struct JsonNvPair {
     /// `NAME`.
-    pub name: String,
+    pub name: Text,
     /// One `VALUE` or several.
     pub value: JsonValue,
 }
@@ -47,9 +47,9 @@ pub struct JsonNvPair {
 #[serde(untagged)]
 pub enum JsonValue {
     /// One `VALUE`.
-    Scalar(String),
+    Scalar(Text),
     /// Several `VALUE`s, in order.
-    Array(Vec<String>),
+    Array(Vec<Text>),
 }
 
 /// A publish body: one event or a batch, published in array order.
@@ -76,9 +76,9 @@ impl JsonBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonEventType {
     /// `CLASS`.
-    pub class: String,
+    pub class: Text,
     /// `SUBCLASS`, absent for a class-wide registration.
-    pub subclass: Option<String>,
+    pub subclass: Option<Text>,
     /// The pairs that narrow it.
     pub nvpairs: Vec<JsonNvPair>,
 }
@@ -103,12 +103,12 @@ fn json_pair(pair: &NvPair) -> JsonNvPair {
     }
 }
 
-fn default_vendor() -> String {
-    DEFAULT_VENDOR.to_owned()
+fn default_vendor() -> Text {
+    Text::const_new(DEFAULT_VENDOR)
 }
 
-fn default_publisher() -> String {
-    DEFAULT_PUBLISHER.to_owned()
+fn default_publisher() -> Text {
+    Text::const_new(DEFAULT_PUBLISHER)
 }
 
 impl From<JsonEvent> for Event {

@@ -1,13 +1,14 @@
-//! Guards `scan_document`, which tells the server when a registration has fully arrived
-//! (clients never half-close): every strict prefix of a valid document is `Incomplete`
-//! (whatever byte it is cut at: inside a tag, a reference, a multi-byte character, the BOM),
-//! the whole document is `Complete`, hopeless input is `Malformed` early, and `Complete`
-//! agrees with what `CallbackReg::parse` then decides.
+//! Guards `CallbackReg::parse_arrived`, which tells the server when a registration has fully
+//! arrived (clients never half-close) and parses it in the same pass: every strict prefix of
+//! a valid document is `Incomplete` (whatever byte it is cut at: inside a tag, a reference, a
+//! multi-byte character, the BOM), the whole document is `Complete`, hopeless input is
+//! MALFORMED early, and a `Complete` outcome is always exactly what `CallbackReg::parse`
+//! decides for the same bytes.
 
 use std::path::PathBuf;
 
 use crnp::protocol::{
-    CallbackReg, DocumentScan, EventType, Limits, NvPair, RegType, StatusCode, scan_document,
+    Arrival, CallbackReg, EventType, Limits, NvPair, ProtocolError, RegType, StatusCode,
 };
 
 fn vector(name: &str) -> Vec<u8> {
@@ -19,21 +20,45 @@ fn vector(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// `parse_arrived`, checked against the whole-buffer parse: a `Complete` outcome must be
+/// exactly what `CallbackReg::parse` says about the same bytes.
+fn arrived(bytes: &[u8], limits: &Limits) -> Arrival<CallbackReg> {
+    let arrival = CallbackReg::parse_arrived(bytes, limits);
+    if let Arrival::Complete(outcome) = &arrival {
+        assert_eq!(
+            outcome,
+            &CallbackReg::parse(bytes, limits),
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    arrival
+}
+
+fn is_malformed(arrival: &Arrival<CallbackReg>) -> bool {
+    matches!(
+        arrival,
+        Arrival::Complete(Err(ProtocolError {
+            status: StatusCode::Malformed,
+            ..
+        }))
+    )
+}
+
 /// Asserts that `doc` (a complete document with nothing after the root) is Incomplete at every
 /// strict prefix and Complete in full.
 fn assert_splits(doc: &[u8]) {
     let limits = Limits::default();
     for cut in 0..doc.len() {
         assert_eq!(
-            scan_document(&doc[..cut], &limits),
-            DocumentScan::Incomplete,
+            arrived(&doc[..cut], &limits),
+            Arrival::Incomplete,
             "prefix of {cut} bytes: {:?}",
             String::from_utf8_lossy(&doc[..cut])
         );
     }
-    assert_eq!(
-        scan_document(doc, &limits),
-        DocumentScan::Complete,
+    assert!(
+        !arrived(doc, &limits).is_incomplete(),
         "{:?}",
         String::from_utf8_lossy(doc)
     );
@@ -85,20 +110,23 @@ fn tricky_documents_split_at_every_byte() {
 }
 
 #[test]
-fn complete_does_not_look_past_the_root() {
+fn bytes_after_the_root_are_judged_with_the_document() {
     let limits = Limits::default();
     let mut doc = without_final_newline(vector("remove_client.xml"));
     doc.extend_from_slice(b"garbage<more/>");
-    assert_eq!(scan_document(&doc, &limits), DocumentScan::Complete);
-    // ... the parse that follows judges the trailing bytes.
-    assert_eq!(
-        CallbackReg::parse(&doc, &limits).unwrap_err().status,
-        StatusCode::Malformed
-    );
-    assert_eq!(
-        scan_document(&vector("bad_trailing_garbage.xml"), &limits),
-        DocumentScan::Complete
-    );
+    assert!(is_malformed(&arrived(&doc, &limits)));
+    assert!(is_malformed(&arrived(
+        &vector("bad_trailing_garbage.xml"),
+        &limits
+    )));
+    // A comment cut short after the root: the client is done sending, so it is final.
+    let mut doc = without_final_newline(vector("remove_client.xml"));
+    doc.extend_from_slice(b"<!-- unfinished");
+    assert!(is_malformed(&arrived(&doc, &limits)));
+    // So is a multi-byte character cut short there.
+    let mut doc = without_final_newline(vector("remove_client.xml"));
+    doc.extend_from_slice(b"<!-- \xC3");
+    assert!(is_malformed(&arrived(&doc, &limits)));
 }
 
 #[test]
@@ -119,7 +147,7 @@ fn hopeless_input_is_malformed_early() {
         b"<a><b></a>",
     ] {
         assert!(
-            matches!(scan_document(bad, &limits), DocumentScan::Malformed(ref e) if e.status == StatusCode::Malformed),
+            is_malformed(&arrived(bad, &limits)),
             "{:?}",
             String::from_utf8_lossy(bad)
         );
@@ -127,44 +155,64 @@ fn hopeless_input_is_malformed_early() {
 }
 
 #[test]
-fn limits_apply_while_scanning() {
+fn the_verdict_on_hopeless_bytes_is_the_whole_buffer_verdict() {
+    // Found by the fuzz target: a control character, and an unfinished UTF-8 sequence at the
+    // end. Both are MALFORMED; the reason must be the one the whole-buffer parse gives.
+    let limits = Limits::default();
+    let bytes = b"<?xml version='1.0'?><SC_CALLBACK_REG PORT=\"1\" REG_TYPE=\"ADD_CL\x01\0\xCC";
+    assert!(is_malformed(&arrived(bytes, &limits)));
+}
+
+#[test]
+fn limits_apply_while_arriving() {
     let limits = Limits {
         max_message_bytes: 64,
         ..Limits::default()
     };
     let long = vec![b' '; 65];
-    assert!(matches!(
-        scan_document(&long, &limits),
-        DocumentScan::Malformed(_)
-    ));
+    assert!(is_malformed(&arrived(&long, &limits)));
     let deep = "<a>".repeat(17);
-    assert!(matches!(
-        scan_document(deep.as_bytes(), &Limits::default()),
-        DocumentScan::Malformed(_)
-    ));
+    assert!(is_malformed(&arrived(deep.as_bytes(), &Limits::default())));
     let ok_deep = "<a>".repeat(16);
     assert_eq!(
-        scan_document(ok_deep.as_bytes(), &Limits::default()),
-        DocumentScan::Incomplete
+        arrived(ok_deep.as_bytes(), &Limits::default()),
+        Arrival::Incomplete
     );
 }
 
 #[test]
-fn complete_scan_agrees_with_parse_on_bad_vectors() {
+fn bad_vectors_arrive_complete_unless_truncated() {
     let limits = Limits::default();
-    for (name, scan_complete) in [
-        ("bad_not_wellformed.xml", false),
+    for (name, complete) in [
+        ("bad_not_wellformed.xml", true),
         ("bad_truncated.xml", false),
-        ("bad_not_xml.xml", false),
+        ("bad_not_xml.xml", true),
         ("bad_wrong_root.xml", true),
         ("bad_version_high.xml", true),
         ("bad_missing_port.xml", true),
     ] {
-        let scan = scan_document(&vector(name), &limits);
-        if scan_complete {
-            assert_eq!(scan, DocumentScan::Complete, "{name}");
-        } else {
-            assert_ne!(scan, DocumentScan::Complete, "{name}");
-        }
+        assert_eq!(
+            !arrived(&vector(name), &limits).is_incomplete(),
+            complete,
+            "{name}"
+        );
     }
+}
+
+#[test]
+fn an_invalid_document_waits_for_its_end() {
+    // INVALID is only final once the whole document is known to be well-formed.
+    let limits = Limits::default();
+    let doc =
+        b"<SC_CALLBACK_REG VERSION='1.0' PORT='0' REG_TYPE='ADD_CLIENT'><SC_EVENT_REG CLASS='x'/>";
+    assert_eq!(arrived(doc, &limits), Arrival::Incomplete);
+    let mut whole = doc.to_vec();
+    whole.extend_from_slice(b"</SC_CALLBACK_REG>");
+    assert!(matches!(
+        arrived(&whole, &limits),
+        Arrival::Complete(Err(ProtocolError {
+            status: StatusCode::Invalid,
+            ..
+        }))
+    ));
 }

@@ -3,9 +3,7 @@
 //! trailing data. Each is rejected (never obeyed) with a reason naming the problem, and no
 //! input makes the parser panic.
 
-use crnp::protocol::{
-    CallbackReg, DocumentScan, Event, Limits, ProtocolError, Reply, StatusCode, scan_document,
-};
+use crnp::protocol::{Arrival, CallbackReg, Event, Limits, ProtocolError, Reply, StatusCode};
 use proptest::prelude::*;
 
 fn parse(bytes: &[u8], limits: &Limits) -> Result<CallbackReg, ProtocolError> {
@@ -89,8 +87,11 @@ fn deep_nesting_is_refused() {
     let error = rejected(doc.as_bytes(), &limits, "nested more than 16");
     assert_eq!(error.status, StatusCode::Malformed);
     assert!(matches!(
-        scan_document(doc.as_bytes(), &limits),
-        DocumentScan::Malformed(_)
+        CallbackReg::parse_arrived(doc.as_bytes(), &limits),
+        Arrival::Complete(Err(ProtocolError {
+            status: StatusCode::Malformed,
+            ..
+        }))
     ));
     // Exactly at the limit is fine for the reader (the structure is then judged INVALID).
     let at_limit = format!(
@@ -165,8 +166,11 @@ fn oversize_messages_are_refused() {
     let error = rejected(doc.as_bytes(), &limits, "bytes, more than the limit");
     assert_eq!(error.status, StatusCode::Malformed);
     assert!(matches!(
-        scan_document(doc.as_bytes(), &limits),
-        DocumentScan::Malformed(_)
+        CallbackReg::parse_arrived(doc.as_bytes(), &limits),
+        Arrival::Complete(Err(ProtocolError {
+            status: StatusCode::Malformed,
+            ..
+        }))
     ));
     for parse_other in [
         |b: &[u8], l: &Limits| Reply::parse(b, l).map(drop),
@@ -226,10 +230,10 @@ fn smuggled_trailing_data_is_refused() {
         rejected(smuggled.as_bytes(), &limits, "after the root element").status,
         StatusCode::Malformed
     );
-    // The server sees Complete at the first root and then parses everything it received.
+    // The server judges everything it received with the first root.
     assert_eq!(
-        scan_document(smuggled.as_bytes(), &limits),
-        DocumentScan::Complete
+        CallbackReg::parse_arrived(smuggled.as_bytes(), &limits),
+        Arrival::Complete(CallbackReg::parse(smuggled.as_bytes(), &limits))
     );
 }
 
@@ -292,20 +296,27 @@ fn long_names_and_values_do_not_echo_back_whole() {
     }
 }
 
-/// All entry points on `bytes`: none may panic, `scan_document` must agree with
-/// `CallbackReg::parse`, and every success must round-trip (the fuzz target checks the same).
+/// All entry points on `bytes`: none may panic, `parse_arrived` must agree with
+/// `CallbackReg::parse`, every success must round-trip, and whatever our reader finds
+/// well-formed quick-xml must read too (the fuzz target checks the same).
 fn exercise(bytes: &[u8]) {
     let limits = Limits::default();
-    let scan = scan_document(bytes, &limits);
-    match CallbackReg::parse(bytes, &limits) {
-        Ok(reg) => {
-            assert_eq!(scan, DocumentScan::Complete);
-            assert_eq!(CallbackReg::parse(&reg.to_xml(), &limits), Ok(reg));
-        }
-        Err(error) if scan != DocumentScan::Complete => {
-            assert_eq!(error.status, StatusCode::Malformed)
-        }
-        Err(_) => {}
+    let parsed = CallbackReg::parse(bytes, &limits);
+    if parsed
+        .as_ref()
+        .map_or_else(|e| e.status != StatusCode::Malformed, |_| true)
+    {
+        assert_quick_xml_reads(bytes);
+    }
+    match CallbackReg::parse_arrived(bytes, &limits) {
+        Arrival::Complete(outcome) => assert_eq!(outcome, parsed),
+        Arrival::Incomplete => assert_eq!(
+            parsed.as_ref().map_err(|e| e.status),
+            Err(StatusCode::Malformed)
+        ),
+    }
+    if let Ok(reg) = parsed {
+        assert_eq!(CallbackReg::parse(&reg.to_xml(), &limits), Ok(reg));
     }
     if let Ok(reply) = Reply::parse(bytes, &limits) {
         assert_eq!(Reply::parse(&reply.to_xml(), &limits), Ok(reply));
@@ -313,6 +324,21 @@ fn exercise(bytes: &[u8]) {
     if let Ok(event) = Event::parse(bytes, &limits) {
         assert_eq!(Event::parse(&event.to_xml(), &limits), Ok(event));
     }
+}
+
+/// quick-xml (an independent tokenizer, more lenient than ours) reads `bytes` to the end.
+fn assert_quick_xml_reads(bytes: &[u8]) {
+    let text = std::str::from_utf8(bytes).expect("a well-formed document is UTF-8");
+    let mut reader = quick_xml::Reader::from_str(text.strip_prefix('\u{FEFF}').unwrap_or(text));
+    reader.config_mut().check_comments = true;
+    for _ in 0..=bytes.len() {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => return,
+            Ok(_) => {}
+            Err(error) => panic!("we accept what quick-xml rejects ({error}): {text:?}"),
+        }
+    }
+    panic!("quick-xml did not reach the end of {text:?}");
 }
 
 fn seed() -> Vec<u8> {

@@ -5,18 +5,19 @@
 //! cannot carry.
 
 use crnp::protocol::{
-    CallbackReg, Event, EventType, Limits, NvPair, RegType, Reply, StatusCode, is_representable,
+    CallbackReg, Event, EventType, Limits, NvPair, RegType, Reply, StatusCode, Text,
+    is_representable,
 };
 use proptest::prelude::*;
 
 /// Any text XML can carry, biased towards the characters that need care.
-fn text() -> impl Strategy<Value = String> {
+fn text() -> impl Strategy<Value = Text> {
     let piece = prop_oneof![
         4 => any::<char>().prop_filter("XML char", |c| is_representable(&c.to_string())).prop_map(String::from),
         1 => prop::sample::select(vec!["]]>", "]]", "]", "<![CDATA[", "\r\n", "\r", "\n", "\t", " ", "&", "&amp;", "<", ">", "\"", "'", "\u{e9}", "\u{1F600}", "\u{FEFF}", "\u{FFFD}"])
             .prop_map(String::from),
     ];
-    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| Text::from(pieces.concat()))
 }
 
 fn nvpair() -> impl Strategy<Value = NvPair> {
@@ -198,7 +199,7 @@ fn unrepresentable_characters_become_replacement_characters() {
         .unwrap();
         assert_eq!(reply.message, "a\u{FFFD}b");
         let event = Event {
-            class: text,
+            class: text.into(),
             ..Event::cluster("s", vec![])
         };
         assert_eq!(

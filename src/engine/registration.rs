@@ -12,7 +12,7 @@ use compio::net::TcpStream;
 
 use super::core::Core;
 use crate::acl::canonical;
-use crate::protocol::{CallbackReg, DocumentScan, ProtocolError, Reply, StatusCode, scan_document};
+use crate::protocol::{Arrival, CallbackReg, ProtocolError, Reply, StatusCode};
 use crate::telemetry;
 
 const READ_CHUNK: usize = 4096;
@@ -21,11 +21,11 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// Most bytes read and discarded after the reply.
 const DRAIN_BYTES: usize = 1 << 20;
 
-/// How reading the message ended. The read buffer comes back with a document or an error, to
-/// be reused for draining the connection after the reply.
+/// How reading the message ended. The read buffer comes back with a registration or an error,
+/// to be reused for draining the connection after the reply.
 enum Received {
-    /// A whole document (plus whatever arrived with it).
-    Document(Vec<u8>),
+    /// A whole registration, parsed and valid.
+    Registration(CallbackReg, Vec<u8>),
     /// A protocol error to reply with.
     Error(ProtocolError, Vec<u8>),
     /// The peer sent nothing before closing or before the deadline: close without a reply.
@@ -44,20 +44,16 @@ pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAdd
         Received::Error(error, buffer) => {
             (Reply::new(error.status, error.reason), "unknown", buffer)
         }
-        Received::Document(bytes) => match CallbackReg::parse(&bytes, &core.settings.limits) {
-            Err(error) => (Reply::new(error.status, error.reason), "unknown", bytes),
-            Ok(reg) => {
-                let form = reg.reg_type.as_str();
-                client = Some(SocketAddr::new(ip, reg.port));
-                if core.access.permits(ip) {
-                    (core.registry.register(ip, reg).await, form, bytes)
-                } else {
-                    let message =
-                        format!("host {ip} is not allowed to register (allow/deny hosts)");
-                    (Reply::new(StatusCode::Fail, message), form, bytes)
-                }
+        Received::Registration(reg, buffer) => {
+            let form = reg.reg_type.as_str();
+            client = Some(SocketAddr::new(ip, reg.port));
+            if core.access.permits(ip) {
+                (core.registry.register(ip, reg).await, form, buffer)
+            } else {
+                let message = format!("host {ip} is not allowed to register (allow/deny hosts)");
+                (Reply::new(StatusCode::Fail, message), form, buffer)
             }
-        },
+        }
     };
     telemetry::registration(form, reply.status.as_str());
     match client {
@@ -127,10 +123,10 @@ async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
                 message,
             );
         }
-        match scan_document(&message, limits) {
-            DocumentScan::Incomplete => {}
-            DocumentScan::Complete => return Received::Document(message),
-            DocumentScan::Malformed(error) => return Received::Error(error, message),
+        match CallbackReg::parse_arrived(&message, limits) {
+            Arrival::Incomplete => {}
+            Arrival::Complete(Ok(reg)) => return Received::Registration(reg, message),
+            Arrival::Complete(Err(error)) => return Received::Error(error, message),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use hashbrown::{HashMap, HashSet};
 
 use crate::delivery::{AfterFailure, DeliveryQueue, Next, RetryPolicy};
-use crate::protocol::EventType;
+use crate::protocol::{EventType, Text};
 use crate::registry::{Change, ClientId, PublishedEvent, matches};
 
 /// A queued delivery: a reference to the one shared serialization of an event.
@@ -49,7 +49,7 @@ pub(crate) struct ShardClient {
 #[derive(Debug)]
 pub(crate) struct Shard {
     clients: HashMap<ClientId, ShardClient>,
-    by_class: HashMap<String, HashSet<ClientId>>,
+    by_class: HashMap<Text, HashSet<ClientId>>,
     next_slot: u64,
     queued: usize,
     policy: RetryPolicy,
@@ -109,12 +109,9 @@ impl Shard {
                     .queue
                     .retain(|item| types.iter().any(|t| matches(t, &item.event)));
                 self.queued -= before - client.queue.len();
-                // The class's string is copied only when the index has no entry for it yet.
+                // Class names are short texts, stored inline: cloning one allocates nothing.
                 for t in client.types.iter() {
-                    self.by_class
-                        .entry_ref(t.class.as_str())
-                        .or_default()
-                        .insert(id);
+                    self.by_class.entry(t.class.clone()).or_default().insert(id);
                 }
                 replay
                     .iter()

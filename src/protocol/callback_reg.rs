@@ -1,9 +1,9 @@
 //! `SC_CALLBACK_REG`: a client's registration message.
 
-use super::NvPair;
 use super::error::{ProtocolError, excerpt};
 use super::version::{self, VERSION};
 use super::xml::{self, Limits, Reader, unknown_attribute, write};
+use super::{Arrival, NvPair, Text};
 
 /// The four registration forms (`REG_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,19 +58,19 @@ pub const ESC_CLUSTER_R_STATE: &str = "ESC_cluster_r_state";
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventType {
     /// `CLASS`, e.g. `EC_Cluster`.
-    pub class: String,
+    pub class: Text,
     /// `SUBCLASS`; `None` registers for every subclass of the class.
-    pub subclass: Option<String>,
+    pub subclass: Option<Text>,
     /// Pairs an event must carry with equal values to match.
     pub nvpairs: Vec<NvPair>,
 }
 
 impl EventType {
     /// Any event type.
-    pub fn new(class: impl Into<String>, subclass: Option<&str>, nvpairs: Vec<NvPair>) -> Self {
+    pub fn new(class: impl Into<Text>, subclass: Option<&str>, nvpairs: Vec<NvPair>) -> Self {
         Self {
             class: class.into(),
-            subclass: subclass.map(str::to_owned),
+            subclass: subclass.map(Text::from),
             nvpairs,
         }
     }
@@ -81,7 +81,7 @@ impl EventType {
     }
 
     /// State changes of resource group `rg_name`.
-    pub fn rg_state(rg_name: impl Into<String>) -> Self {
+    pub fn rg_state(rg_name: impl Into<Text>) -> Self {
         Self::new(
             EC_CLUSTER,
             Some(ESC_CLUSTER_RG_STATE),
@@ -90,7 +90,7 @@ impl EventType {
     }
 
     /// State changes of resource `r_name`.
-    pub fn r_state(r_name: impl Into<String>) -> Self {
+    pub fn r_state(r_name: impl Into<Text>) -> Self {
         Self::new(
             EC_CLUSTER,
             Some(ESC_CLUSTER_R_STATE),
@@ -99,7 +99,7 @@ impl EventType {
     }
 
     /// Every event of `class` (no SUBCLASS): `class_only("EC_Cluster")` is "all events".
-    pub fn class_only(class: impl Into<String>) -> Self {
+    pub fn class_only(class: impl Into<Text>) -> Self {
         Self::new(class, None, Vec::new())
     }
 
@@ -165,8 +165,8 @@ impl EventType {
         let (mut class, mut subclass) = (None, None);
         for &attribute in reader.attributes() {
             match attribute.name {
-                "CLASS" => class = Some(attribute.value().into_owned()),
-                "SUBCLASS" => subclass = Some(attribute.value().into_owned()),
+                "CLASS" => class = Some(attribute.value()),
+                "SUBCLASS" => subclass = Some(attribute.value()),
                 _ => return Err(unknown_attribute("SC_EVENT_REG", attribute)),
             }
         }
@@ -211,6 +211,17 @@ impl CallbackReg {
     /// value in 1..=65535 (leading zeros allowed).
     pub fn parse(bytes: &[u8], limits: &Limits) -> Result<CallbackReg, ProtocolError> {
         xml::parse_document(bytes, limits, "SC_CALLBACK_REG", parse_root)
+    }
+
+    /// [`Self::parse`] on the bytes of a connection received so far, in one pass:
+    /// [`Arrival::Incomplete`] while the root element is open and nothing is wrong yet (read
+    /// more), otherwise the outcome [`Self::parse`] gives for the same bytes. MALFORMED input
+    /// is reported as soon as it is seen.
+    ///
+    /// Each call parses `bytes` from the start, so call it once per read, not per byte;
+    /// `max_message_bytes` bounds the total work.
+    pub fn parse_arrived(bytes: &[u8], limits: &Limits) -> Arrival<CallbackReg> {
+        xml::parse_arrived_document(bytes, limits, "SC_CALLBACK_REG", parse_root)
     }
 
     /// The document a client sends: declaration, then

@@ -1,21 +1,21 @@
 //! `SC_EVENT`: one cluster event, delivered on its own connection.
 
-use super::NvPair;
 use super::error::{ProtocolError, excerpt};
 use super::version::{self, VERSION};
 use super::xml::{self, Limits, RawAttribute, Reader, unknown_attribute, write};
+use super::{NvPair, Text};
 
 /// A parsed or to-be-sent `SC_EVENT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// `CLASS`, e.g. `EC_Cluster`.
-    pub class: String,
+    pub class: Text,
     /// `SUBCLASS`, e.g. `ESC_cluster_rg_state`.
-    pub subclass: String,
+    pub subclass: Text,
     /// `VENDOR`, `SUNW` for cluster events.
-    pub vendor: String,
+    pub vendor: Text,
     /// `PUBLISHER`, `rgm` for cluster events.
-    pub publisher: String,
+    pub publisher: Text,
     /// The event's pairs, in order.
     pub nvpairs: Vec<NvPair>,
 }
@@ -23,7 +23,7 @@ pub struct Event {
 impl Event {
     /// A cluster event as CRNP delivers them: class `EC_Cluster`, vendor `SUNW`, publisher
     /// `rgm`.
-    pub fn cluster(subclass: impl Into<String>, nvpairs: Vec<NvPair>) -> Self {
+    pub fn cluster(subclass: impl Into<Text>, nvpairs: Vec<NvPair>) -> Self {
         Self {
             class: "EC_Cluster".into(),
             subclass: subclass.into(),
@@ -116,7 +116,7 @@ fn parse_root(reader: &mut Reader<'_>) -> Result<Event, ProtocolError> {
     }
     let required = |attribute: Option<RawAttribute<'_>>, name: &str| {
         attribute
-            .map(|a| a.value().into_owned())
+            .map(|a| a.value())
             .ok_or_else(|| ProtocolError::invalid(format!("<SC_EVENT> has no {name}")))
     };
     let class = required(class, "CLASS")?;

@@ -4,7 +4,8 @@
 //! [`CallbackReg`] and builds [`Reply`] and [`Event`]; the client side (the bundled tools)
 //! does the reverse, so every message type can be both built and parsed here.
 //!
-//! - [`scan_document`] tells a connection handler when a whole registration has arrived.
+//! - [`CallbackReg::parse_arrived`] parses a registration while it arrives: it tells a
+//!   connection handler to read more, or gives the outcome, in one pass per read.
 //! - `parse` functions take the whole buffer and [`Limits`], and return a [`ProtocolError`]
 //!   whose status is the `SC_REPLY` code to answer with (MALFORMED, INVALID,
 //!   VERSION_TOO_HIGH, VERSION_TOO_LOW), checked in the spec's order.
@@ -49,7 +50,11 @@ pub use callback_reg::{
 };
 pub use error::ProtocolError;
 pub use event::Event;
-pub use framing::{DocumentScan, scan_document};
+pub use framing::Arrival;
 pub use nvpair::NvPair;
 pub use reply::{Reply, StatusCode};
 pub use xml::{Limits, is_representable};
+
+/// Protocol text: class and subclass names, pair names and values. Stored inline up to 24
+/// bytes (nearly every CRNP string), so a parsed message allocates only for its lists.
+pub type Text = compact_str::CompactString;

@@ -1,5 +1,6 @@
 //! `NVPAIR`: the name/value element shared by registrations and events.
 
+use super::Text;
 use super::error::ProtocolError;
 use super::xml::{Reader, write};
 
@@ -7,14 +8,14 @@ use super::xml::{Reader, write};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NvPair {
     /// The `NAME` text, e.g. `rg_name`.
-    pub name: String,
+    pub name: Text,
     /// The `VALUE` texts; never empty in a valid message.
-    pub values: Vec<String>,
+    pub values: Vec<Text>,
 }
 
 impl NvPair {
     /// A scalar pair: one name, one value.
-    pub fn scalar(name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn scalar(name: impl Into<Text>, value: impl Into<Text>) -> Self {
         Self {
             name: name.into(),
             values: vec![value.into()],
@@ -23,8 +24,8 @@ impl NvPair {
 
     /// A string-array pair, e.g. `node_list`. `values` should not be empty: a pair without
     /// a `VALUE` is INVALID on the wire.
-    pub fn array<V: Into<String>>(
-        name: impl Into<String>,
+    pub fn array<V: Into<Text>>(
+        name: impl Into<Text>,
         values: impl IntoIterator<Item = V>,
     ) -> Self {
         Self {

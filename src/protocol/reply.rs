@@ -156,7 +156,10 @@ fn parse_root(reader: &mut Reader<'_>) -> Result<Reply, ProtocolError> {
     if let Some(child) = reader.next_child("SC_REPLY")? {
         return Err(unexpected_child(child));
     }
-    Ok(Reply { status, message })
+    Ok(Reply {
+        status,
+        message: message.into_string(),
+    })
 }
 
 fn unexpected_child(name: &str) -> ProtocolError {

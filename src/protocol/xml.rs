@@ -1,31 +1,32 @@
-//! A strict, bounded XML 1.0 pull reader over one in-memory document, built on quick-xml.
+//! A strict, bounded XML 1.0 pull reader over one in-memory document.
 //!
-//! quick-xml finds the markup boundaries and matches end tags; this module adds everything
-//! else a strict reader needs: UTF-8 and character checks, names, attribute syntax, references,
+//! The [`lexer`] finds the markup boundaries; this module adds everything else a strict
+//! reader needs: end-tag matching, UTF-8 and character checks, names, attribute syntax, references,
 //! `]]>` in text, prolog rules (declaration first, DOCTYPE without internal subset), nothing but
 //! white space, comments and PIs around the root, and the [`Limits`]. The message parsers
 //! then walk [`Token`]s and only judge structure (INVALID), never syntax (MALFORMED).
 //!
-//! The same reader runs in *partial* mode for [`super::scan_document`]: running out of input
-//! is then "need more bytes", not an error.
+//! The same reader runs in *partial* mode for [`super::CallbackReg::parse_arrived`]: running
+//! out of input before the root element closes is then "need more bytes", not an error.
 
 mod attrs;
 mod chars;
+mod lexer;
 mod prolog;
 mod walk;
 pub(crate) mod write;
 
-use quick_xml::errors::{Error as QuickXmlError, IllFormedError};
-use quick_xml::events::Event as XmlEvent;
+use lexer::{LexError, Lexer, Markup};
 
 pub(crate) use attrs::RawAttribute;
 pub use chars::is_representable;
 use chars::{
     first_unrepresentable, is_all_space, is_name, push_normalized_newlines, resolve_reference,
 };
-pub(crate) use walk::parse_document;
+pub(crate) use walk::{parse_arrived_document, parse_document};
 
-use super::error::{ProtocolError, excerpt};
+use super::Text;
+use super::error::{ProtocolError, excerpt, short_name};
 
 /// Bounds on an incoming document, so a hostile peer cannot make the parser do unbounded work.
 ///
@@ -68,8 +69,22 @@ pub(crate) enum TextPiece<'a> {
 }
 
 impl TextPiece<'_> {
+    /// This piece's characters, with XML end-of-line handling.
+    fn into_text(self) -> Text {
+        match self {
+            Self::Chars(text) | Self::CData(text) if !text.as_bytes().contains(&b'\r') => {
+                Text::from(text)
+            }
+            piece => {
+                let mut out = Text::default();
+                piece.push_to(&mut out);
+                out
+            }
+        }
+    }
+
     /// Appends this piece's characters to `out`, with XML end-of-line handling.
-    fn push_to(self, out: &mut String) {
+    fn push_to(self, out: &mut Text) {
         match self {
             Self::Chars(text) | Self::CData(text) => push_normalized_newlines(out, text),
             Self::Char(c) => out.push(c),
@@ -128,16 +143,19 @@ pub(crate) struct Reader<'a> {
     input: &'a str,
     /// Bytes before `input` (the BOM), to report positions in the caller's buffer.
     skipped: usize,
-    inner: quick_xml::Reader<&'a [u8]>,
+    lexer: Lexer<'a>,
     limits: Limits,
     phase: Phase,
     doctype_seen: bool,
-    depth: usize,
+    /// Names of the open elements, innermost last.
+    open: Vec<&'a str>,
     elements: usize,
     /// An empty-element tag was returned as `Open`; its `Close` is due next.
     pending_close: bool,
     /// Attributes of the element last opened (reused, no allocation per tag).
     attributes: Vec<RawAttribute<'a>>,
+    /// The input ran out before the root element closed (only a partial reader can act on it).
+    ran_out: bool,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -187,21 +205,18 @@ impl<'a> Reader<'a> {
         if input.starts_with('\u{FEFF}') {
             return Err(malformed("a second byte order mark starts the document"));
         }
-        let mut inner = quick_xml::Reader::from_str(input);
-        let config = inner.config_mut();
-        config.check_comments = true;
-        config.check_end_names = true;
         Ok(Self {
             input,
             skipped,
-            inner,
+            lexer: Lexer::new(input),
             limits: *limits,
             phase: Phase::Start,
             doctype_seen: false,
-            depth: 0,
+            open: Vec::with_capacity(limits.max_depth.min(8)),
             elements: 0,
             pending_close: false,
             attributes: Vec::with_capacity(limits.max_attributes.min(8)),
+            ran_out: false,
         })
     }
 
@@ -219,14 +234,27 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// How many elements are open.
-    pub(crate) fn depth(&self) -> usize {
-        self.depth
+    /// The next token; running out of input is MALFORMED ("truncated"), and noted in
+    /// [`Self::ran_out`] when the root element is still open.
+    pub(crate) fn next(&mut self) -> Result<Token<'a>, ProtocolError> {
+        self.next_token().map_err(|fault| {
+            if matches!(fault, Fault::NeedMore(_)) && self.phase != Phase::Epilog {
+                self.ran_out = true;
+            }
+            fault.into_error()
+        })
     }
 
-    /// The next token; running out of input is MALFORMED ("truncated").
-    pub(crate) fn next(&mut self) -> Result<Token<'a>, ProtocolError> {
-        self.next_token().map_err(Fault::into_error)
+    /// Whether reading stopped because the input ended before the root element closed.
+    pub(crate) fn ran_out(&self) -> bool {
+        self.ran_out
+    }
+
+    /// For a partial reader: the error a whole-document reader reports for the bytes this
+    /// one left unread at the end (an incomplete UTF-8 sequence), if any.
+    pub(crate) fn unread_tail_error(&self, bytes: &[u8]) -> Option<ProtocolError> {
+        let read = self.skipped + self.input.len();
+        (read < bytes.len()).then(|| not_utf8(read).into_error())
     }
 
     /// The next token, or why there is none.
@@ -236,19 +264,15 @@ impl<'a> Reader<'a> {
             return Ok(self.close());
         }
         loop {
-            let position = self.skipped + self.inner.buffer_position() as usize;
-            let event = match self.inner.read_event() {
-                Ok(event) => event,
-                Err(e) => return Err(self.quick_xml_fault(e)),
-            };
-            match event {
-                XmlEvent::Start(tag) => return self.open_element(&tag, false),
-                XmlEvent::Empty(tag) => return self.open_element(&tag, true),
-                XmlEvent::End(_) => return Ok(self.close()),
-                XmlEvent::Text(text) => {
-                    let text = self.borrowed(&text)?;
+            let open = self.open.last().copied();
+            let markup = self.lexer.next(open).map_err(|e| self.lex_fault(e))?;
+            let position = self.skipped + self.lexer.start();
+            match markup {
+                Markup::StartTag { text, empty } => return self.open_element(text, empty),
+                Markup::EndTag(name) => return self.end_tag(name, position),
+                Markup::Text(text) => {
                     if self.phase == Phase::Root {
-                        if memchr::memmem::find(text.as_bytes(), b"]]>").is_some() {
+                        if lexer::find_delimiter(text.as_bytes(), b"]]>").is_some() {
                             return Err(malformed(format!(
                                 "']]>' is not allowed in text (near byte {position})"
                             )));
@@ -257,24 +281,19 @@ impl<'a> Reader<'a> {
                     }
                     self.outside_root(text, position)?;
                 }
-                XmlEvent::CData(cdata) => {
-                    let text = self.borrowed(&cdata)?;
+                Markup::CData(text) => {
                     self.inside_root("a CDATA section", position)?;
                     return Ok(Token::Text(TextPiece::CData(text)));
                 }
-                XmlEvent::GeneralRef(reference) => {
+                Markup::Reference(body) => {
                     self.inside_root("a reference", position)?;
-                    let c = resolve_reference(&reference)
+                    let c = resolve_reference(body)
                         .map_err(|e| malformed(format!("{e} (near byte {position})")))?;
                     return Ok(Token::Text(TextPiece::Char(c)));
                 }
-                XmlEvent::Decl(_) => self.declaration(position)?,
-                XmlEvent::DocType(doctype) => {
-                    let body = self.borrowed(&doctype)?;
-                    self.doctype(body, position)?;
-                }
-                XmlEvent::PI(pi) => {
-                    let target = pi.target();
+                Markup::Declaration(body) => self.declaration(body, position)?,
+                Markup::DocType(body) => self.doctype(body, position)?,
+                Markup::ProcessingInstruction(target) => {
                     if !is_name(target) || target.eq_ignore_ascii_case("xml") {
                         return Err(malformed(format!(
                             "processing instruction target {} is not allowed (near byte {position})",
@@ -283,8 +302,8 @@ impl<'a> Reader<'a> {
                     }
                     self.leave_start();
                 }
-                XmlEvent::Comment(_) => self.leave_start(),
-                XmlEvent::Eof => {
+                Markup::Comment => self.leave_start(),
+                Markup::Eof => {
                     return match self.phase {
                         Phase::Epilog => Ok(Token::End),
                         Phase::Root => Err(Fault::NeedMore(
@@ -299,8 +318,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn open_element(&mut self, tag: &str, empty: bool) -> Result<Token<'a>, Fault> {
-        let tag = self.borrowed(tag)?;
+    fn open_element(&mut self, tag: &'a str, empty: bool) -> Result<Token<'a>, Fault> {
         if self.phase == Phase::Epilog {
             return Err(malformed(format!(
                 "unexpected element after the root element: {}",
@@ -315,13 +333,13 @@ impl<'a> Reader<'a> {
                 excerpt(name)
             )));
         }
-        self.depth += 1;
-        if self.depth > self.limits.max_depth {
+        if self.open.len() == self.limits.max_depth {
             return Err(malformed(format!(
                 "elements are nested more than {} levels deep",
                 self.limits.max_depth
             )));
         }
+        self.open.push(name);
         self.elements += 1;
         if self.elements > self.limits.max_elements {
             return Err(malformed(format!(
@@ -341,9 +359,25 @@ impl<'a> Reader<'a> {
         Ok(Token::Open(name))
     }
 
+    /// `</name>`: must close the element opened last.
+    fn end_tag(&mut self, name: &str, position: usize) -> Result<Token<'a>, Fault> {
+        match self.open.last() {
+            Some(&open) if open == name => Ok(self.close()),
+            Some(&open) => Err(malformed(format!(
+                "end tag </{}> does not match start tag <{}> (near byte {position})",
+                short_name(name),
+                short_name(open)
+            ))),
+            None => Err(malformed(format!(
+                "end tag </{}> without a start tag (near byte {position})",
+                short_name(name)
+            ))),
+        }
+    }
+
     fn close(&mut self) -> Token<'a> {
-        self.depth = self.depth.saturating_sub(1);
-        if self.depth == 0 {
+        self.open.pop();
+        if self.open.is_empty() {
             self.phase = Phase::Epilog;
         }
         Token::Close
@@ -381,36 +415,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn declaration(&mut self, position: usize) -> Result<(), Fault> {
+    fn declaration(&mut self, body: &str, position: usize) -> Result<(), Fault> {
         if self.phase != Phase::Start {
             return Err(malformed(format!(
                 "the XML declaration must be the very first thing in the document, \
                  with nothing (not even white space) before it (found near byte {position})"
             )));
         }
-        let end = self.inner.buffer_position() as usize;
-        let body = self
-            .input
-            .get("<?xml".len()..end.saturating_sub("?>".len()))
-            .unwrap_or("");
         prolog::check_declaration(body, self.input.is_ascii())
             .map_err(|e| malformed(format!("bad XML declaration: {e}")))?;
         self.phase = Phase::Prolog;
         Ok(())
     }
 
-    fn doctype(&mut self, body: &'a str, position: usize) -> Result<(), Fault> {
+    fn doctype(&mut self, body: &str, position: usize) -> Result<(), Fault> {
         if self.phase == Phase::Root || self.phase == Phase::Epilog || self.doctype_seen {
             return Err(malformed(format!(
                 "a DOCTYPE is only allowed once, before the root element (near byte {position})"
-            )));
-        }
-        let start = self.offset_of(body);
-        let keyword = self.input[..start]
-            .trim_end_matches(|c: char| c.is_ascii() && chars::is_space(c as u8));
-        if !keyword.ends_with("<!DOCTYPE") {
-            return Err(malformed(format!(
-                "DOCTYPE must be written in upper case (near byte {position})"
             )));
         }
         prolog::check_doctype(body)
@@ -420,42 +441,14 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// The `'a` slice of `input` that quick-xml handed out as `part` (quick-xml borrows from
-    /// the input, but its event types do not expose that lifetime for every event kind).
-    fn borrowed(&self, part: &str) -> Result<&'a str, Fault> {
-        let start = self.offset_of(part);
-        self.input
-            .get(start..start.wrapping_add(part.len()))
-            .filter(|slice| slice.as_ptr() == part.as_ptr())
-            .ok_or_else(|| malformed("internal error: the XML reader lost track of its input"))
-    }
-
-    fn offset_of(&self, part: &str) -> usize {
-        (part.as_ptr() as usize).wrapping_sub(self.input.as_ptr() as usize)
-    }
-
-    /// Classifies a quick-xml error: running out of input, or a real syntax error.
-    ///
-    /// quick-xml reports an unterminated construct as a syntax error after consuming the rest
-    /// of the input, except for a lone `<` or `<!` at the very end, which it does not consume.
-    /// (A malformed construct that happens to end exactly at the end of the input, like
-    /// `<!-x>`, is therefore taken for a truncated one; more input exposes it.)
-    fn quick_xml_fault(&self, error: QuickXmlError) -> Fault {
-        let consumed_all = self.inner.buffer_position() as usize >= self.input.len();
-        let error_start = self.inner.error_position() as usize;
-        let lone_opener = self.input.len().saturating_sub(error_start) <= "<!".len();
-        let at_end = consumed_all || lone_opener;
-        let truncated = matches!(
-            error,
-            QuickXmlError::Syntax(_) | QuickXmlError::IllFormed(IllFormedError::UnclosedReference)
-        );
-        if at_end && truncated {
-            Fault::NeedMore(error.to_string())
-        } else {
-            malformed(format!(
-                "not well-formed XML near byte {}: {error}",
-                self.skipped + self.inner.error_position() as usize
-            ))
+    /// Classifies a lexer error: running out of input, or a real syntax error.
+    fn lex_fault(&self, error: LexError) -> Fault {
+        match error {
+            LexError::Truncated(what) => Fault::NeedMore(format!("the input ends inside {what}")),
+            LexError::Syntax(reason) => malformed(format!(
+                "not well-formed XML near byte {}: {reason}",
+                self.skipped + self.lexer.start()
+            )),
         }
     }
 }

@@ -15,7 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::record::{ClientId, StoredClient};
-use crate::protocol::{EventType, NvPair};
+use crate::protocol::{EventType, NvPair, Text};
 
 /// First byte of the binary form, version 1.
 const BINARY_V1: u8 = 1;
@@ -198,10 +198,12 @@ impl<'a> Input<'a> {
         usize::try_from(len).map_err(|_| format!("length {len} too large"))
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<Text, String> {
         let len = self.len()?;
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| "text that is not UTF-8".into())
+        std::str::from_utf8(bytes)
+            .map(Text::from)
+            .map_err(|_| "text that is not UTF-8".into())
     }
 }
 

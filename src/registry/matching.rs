@@ -1,6 +1,6 @@
 //! Which events a registration receives, and which events are the "same type" for latest state.
 
-use crate::protocol::{Event, EventType};
+use crate::protocol::{Event, EventType, Text};
 
 /// True when `event` is of registered type `t`: same class, same subclass if `t` names one,
 /// and every pair of `t` present in the event with an equal value list.
@@ -23,7 +23,7 @@ pub fn state_key(event: &Event) -> String {
         .iter()
         .find(|p| p.name == "r_name" || p.name == "rg_name")
         .and_then(|p| p.values.first())
-        .map_or("", String::as_str);
+        .map_or("", Text::as_str);
     format!("{}\u{1f}{}\u{1f}{}", event.class, event.subclass, subject)
 }
 

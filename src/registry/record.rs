@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::protocol::{Event, EventType, NvPair};
+use crate::protocol::{Event, EventType, NvPair, Text};
 
 /// A client's identity: the source IP of its registration and its callback port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,9 +86,9 @@ pub(crate) struct StoredClient {
 /// The JSON form of an event type.
 #[derive(Debug, Deserialize)]
 pub(crate) struct StoredType {
-    pub(crate) class: String,
-    pub(crate) subclass: Option<String>,
-    pub(crate) nvpairs: Vec<(String, Vec<String>)>,
+    pub(crate) class: Text,
+    pub(crate) subclass: Option<Text>,
+    pub(crate) nvpairs: Vec<(Text, Vec<Text>)>,
 }
 
 impl From<StoredType> for EventType {

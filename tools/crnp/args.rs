@@ -128,10 +128,7 @@ fn parse_nv(text: &str) -> Result<NvPair, String> {
     if name.is_empty() {
         return Err(format!("`{text}` has an empty name"));
     }
-    Ok(NvPair {
-        name: name.to_owned(),
-        values: values.split(',').map(str::to_owned).collect(),
-    })
+    Ok(NvPair::array(name, values.split(',')))
 }
 
 /// Seconds from the command line as a duration (negative or NaN values count as zero).
@@ -142,6 +139,7 @@ pub(crate) fn seconds(secs: f64) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crnp::protocol::Text;
 
     #[test]
     fn nv_pairs_split_arrays_on_commas_and_need_a_name() {
@@ -153,7 +151,7 @@ mod tests {
             parse_nv("node_list=a,b").map(|p| p.values),
             Ok(vec!["a".into(), "b".into()])
         );
-        assert_eq!(parse_nv("x=").map(|p| p.values), Ok(vec![String::new()]));
+        assert_eq!(parse_nv("x=").map(|p| p.values), Ok(vec![Text::default()]));
         assert!(parse_nv("novalue").is_err());
         assert!(parse_nv("=v").is_err());
     }

@@ -29,10 +29,10 @@ pub(crate) async fn run(args: PublishArgs) -> Outcome {
         Some(xml) => publisher.publish_body("application/xml", xml).await,
         None => {
             let event = Event {
-                class: args.class.unwrap_or_default(),
-                subclass: args.subclass.unwrap_or_default(),
-                vendor: args.vendor,
-                publisher: args.publisher,
+                class: args.class.unwrap_or_default().into(),
+                subclass: args.subclass.unwrap_or_default().into(),
+                vendor: args.vendor.into(),
+                publisher: args.publisher.into(),
                 nvpairs: args.nv,
             };
             publisher.publish(std::slice::from_ref(&event)).await

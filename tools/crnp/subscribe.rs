@@ -33,8 +33,8 @@ pub(crate) async fn run(args: SubscribeArgs) -> Outcome {
     };
     let port = listener.local_addr().port();
     let event_type = EventType {
-        class: args.class,
-        subclass: args.subclass,
+        class: args.class.into(),
+        subclass: args.subclass.map(Into::into),
         nvpairs: args.nv,
     };
     let add = CallbackReg {

@@ -38,7 +38,7 @@ impl Plan {
     pub(crate) fn event_type(&self, index: usize) -> EventType {
         EventType {
             class: LOAD_CLASS.into(),
-            subclass: Some(self.subclass(index as u64 % self.types)),
+            subclass: Some(self.subclass(index as u64 % self.types).into()),
             nvpairs: Vec::new(),
         }
     }
@@ -57,7 +57,7 @@ impl Plan {
     pub(crate) fn event(&self, phase: u64, seq: u64) -> Event {
         let mut event = Event {
             class: LOAD_CLASS.into(),
-            subclass: self.subclass(seq % self.types),
+            subclass: self.subclass(seq % self.types).into(),
             vendor: "SUNW".into(),
             publisher: "rgm".into(),
             nvpairs: vec![

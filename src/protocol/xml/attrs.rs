@@ -1,14 +1,14 @@
 //! Attributes of a start tag: strict tokenizing, validation and value decoding.
 //!
-//! quick-xml hands over the raw text between the element name and `>`; this module enforces
+//! The lexer hands over the raw text between the element name and `>`; this module enforces
 //! the XML 1.0 rules on it (white space between attributes, `Name`, `=`, quoted value without
 //! `<`, only known references) so that a tag either validates completely or is rejected.
 
-use std::borrow::Cow;
-
 use super::chars::{
-    is_name, is_space, push_normalized_newlines, resolve_reference, split_reference,
+    is_attribute_special, is_name, is_space, push_normalized_newlines, resolve_reference,
+    split_reference,
 };
+use crate::protocol::Text;
 use crate::protocol::error::{excerpt, short_name};
 
 /// One attribute as written: its name and its raw (still escaped) value.
@@ -26,13 +26,13 @@ impl<'a> RawAttribute<'a> {
     /// The attribute value after reference resolution and attribute-value normalization
     /// (literal tab, CR, LF become spaces; a `\r\n` pair becomes one space).
     ///
-    /// Borrows when nothing needs processing (the common case); references were validated
-    /// by [`parse_all`], so none fails here.
-    pub(crate) fn value(&self) -> Cow<'a, str> {
+    /// Copies the raw text when nothing needs processing (the common case); references were
+    /// validated by [`parse_all`], so none fails here.
+    pub(crate) fn value(&self) -> Text {
         if self.plain {
-            return Cow::Borrowed(self.raw);
+            return Text::from(self.raw);
         }
-        let mut out = String::with_capacity(self.raw.len());
+        let mut out = Text::with_capacity(self.raw.len());
         let mut rest = self.raw;
         while let Some(Ok((before, body, after))) = split_reference(rest) {
             push_attribute_text(&mut out, before);
@@ -47,11 +47,11 @@ impl<'a> RawAttribute<'a> {
             rest = after;
         }
         push_attribute_text(&mut out, rest);
-        Cow::Owned(out)
+        out
     }
 }
 
-fn push_attribute_text(out: &mut String, text: &str) {
+fn push_attribute_text(out: &mut Text, text: &str) {
     let start = out.len();
     push_normalized_newlines(out, text);
     if out[start..].bytes().any(|b| matches!(b, b'\t' | b'\n')) {
@@ -151,10 +151,7 @@ fn trim_space_start(text: &str) -> &str {
 /// Checks a raw attribute value: no `<`, and every `&` starts a known reference. Returns
 /// whether the value is plain (nothing to decode or normalize).
 fn check_value(raw: &str) -> Result<bool, String> {
-    if !raw
-        .bytes()
-        .any(|b| matches!(b, b'<' | b'&' | b'\t' | b'\n' | b'\r'))
-    {
+    if !raw.bytes().any(is_attribute_special) {
         return Ok(true);
     }
     if memchr::memchr(b'<', raw.as_bytes()).is_some() {

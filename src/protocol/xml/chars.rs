@@ -4,6 +4,8 @@
 //! No DTD is processed, so only the five predefined entities and numeric character
 //! references exist; any other entity reference is undeclared and so not well-formed.
 
+use crate::protocol::Text;
+
 /// Whether `c` is an XML 1.0 `Char` (tab, LF, CR, and everything from U+0020 except
 /// surrogates, U+FFFE and U+FFFF).
 pub(crate) fn is_xml_char(c: char) -> bool {
@@ -25,26 +27,67 @@ pub fn is_representable(text: &str) -> bool {
 /// than tab/LF/CR (one byte) and U+FFFE/U+FFFF (`EF BF BE`, `EF BF BF`); surrogates cannot
 /// occur in UTF-8.
 pub(crate) fn first_unrepresentable(bytes: &[u8]) -> Option<usize> {
-    const CHUNK: usize = 64;
-    let is_control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
-    // A branch-free test per chunk (it vectorizes); the exact position only for a hit.
-    let control = bytes
-        .chunks(CHUNK)
-        .enumerate()
-        .find(|(_, chunk)| chunk.iter().fold(false, |hit, &b| hit | is_control(b)))
-        .and_then(|(index, chunk)| {
-            let at = chunk.iter().position(|&b| is_control(b))?;
-            Some(index * CHUNK + at)
-        });
+    const CHUNK: usize = 32;
+    // Branch-free, so that the test of a whole chunk vectorizes.
+    let is_control = |b: u8| (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
+    let chunk_has_control =
+        |chunk: &[u8; CHUNK]| chunk.iter().fold(false, |hit, &b| hit | is_control(b));
+    let chunks = bytes.chunks_exact(CHUNK);
+    let tail_start = bytes.len() - chunks.remainder().len();
+    let suspect = chunks
+        .map(|chunk| <&[u8; CHUNK]>::try_from(chunk).is_ok_and(chunk_has_control))
+        .position(|hit| hit)
+        .map_or(tail_start, |index| index * CHUNK);
+    let control = bytes[suspect..]
+        .iter()
+        .position(|&b| is_control(b))
+        .map(|at| suspect + at);
     let limit = control.unwrap_or(bytes.len());
     let noncharacter = memchr::memchr_iter(0xEF, &bytes[..limit])
         .find(|&i| matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])));
     noncharacter.or(control)
 }
 
+/// Bit flags per byte value, so the hot loops test a byte with one load.
+const SPACE: u8 = 1;
+const ASCII_NAME_START: u8 = 2;
+const ASCII_NAME_CHAR: u8 = 4;
+/// A byte an attribute value cannot take literally: `<`, or one that needs decoding.
+const ATTRIBUTE_SPECIAL: u8 = 8;
+
+const BYTE_CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let name_start = c.is_ascii_alphabetic() || c == b'_' || c == b':';
+        let mut class = 0;
+        if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            class |= SPACE;
+        }
+        if name_start {
+            class |= ASCII_NAME_START | ASCII_NAME_CHAR;
+        }
+        if c.is_ascii_digit() || c == b'-' || c == b'.' {
+            class |= ASCII_NAME_CHAR;
+        }
+        if matches!(c, b'<' | b'&' | b'\t' | b'\n' | b'\r') {
+            class |= ATTRIBUTE_SPECIAL;
+        }
+        classes[b] = class;
+        b += 1;
+    }
+    classes
+};
+
 /// XML white space (`S`): space, tab, LF, CR.
 pub(crate) fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+    BYTE_CLASSES[usize::from(b)] & SPACE != 0
+}
+
+/// Whether an attribute value byte is `<`, `&`, tab, LF or CR: anything but plain text.
+pub(crate) fn is_attribute_special(b: u8) -> bool {
+    BYTE_CLASSES[usize::from(b)] & ATTRIBUTE_SPECIAL != 0
 }
 
 /// Whether `text` is entirely XML white space (possibly empty).
@@ -54,12 +97,10 @@ pub(crate) fn is_all_space(text: &str) -> bool {
 
 /// Whether `name` is an XML `Name`.
 pub(crate) fn is_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let ascii_start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b':';
-    let ascii_rest = |b: u8| ascii_start(b) || b.is_ascii_digit() || b == b'-' || b == b'.';
-    if let Some((&first, rest)) = bytes.split_first()
-        && ascii_start(first)
-        && rest.iter().all(|&b| ascii_rest(b))
+    let class = |b: u8| BYTE_CLASSES[usize::from(b)];
+    if let Some((&first, rest)) = name.as_bytes().split_first()
+        && class(first) & ASCII_NAME_START != 0
+        && rest.iter().all(|&b| class(b) & ASCII_NAME_CHAR != 0)
     {
         return true;
     }
@@ -140,7 +181,12 @@ pub(crate) fn split_reference(text: &str) -> Option<Result<(&str, &str, &str), S
 
 /// Appends character data to `out`, applying XML end-of-line handling (`\r\n` and a lone
 /// `\r` both become `\n`).
-pub(crate) fn push_normalized_newlines(out: &mut String, text: &str) {
+pub(crate) fn push_normalized_newlines(out: &mut Text, text: &str) {
+    // Short texts are the rule: a plain scan beats memchr's set-up for them.
+    if !text.as_bytes().contains(&b'\r') {
+        out.push_str(text);
+        return;
+    }
     let mut rest = text;
     while let Some(cr) = memchr::memchr(b'\r', rest.as_bytes()) {
         out.push_str(&rest[..cr]);

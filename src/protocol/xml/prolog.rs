@@ -52,6 +52,10 @@ pub(crate) fn check_declaration(body: &str, ascii_only: bool) -> Result<(), Stri
     Ok(())
 }
 
+/// Why a DOCTYPE with `[` is refused (see [`check_doctype`]).
+pub(crate) const INTERNAL_SUBSET: &str =
+    "a DOCTYPE with an internal subset (entity or element declarations) is not supported";
+
 /// Validates a DOCTYPE `body` (the text after `<!DOCTYPE` up to, excluding, `>`).
 ///
 /// Only a bare declaration naming the root and optionally its external DTD is accepted (and
@@ -60,11 +64,7 @@ pub(crate) fn check_declaration(body: &str, ascii_only: bool) -> Result<(), Stri
 /// because a parser that does not process DTDs cannot read such a document.
 pub(crate) fn check_doctype(body: &str) -> Result<(), String> {
     if memchr::memchr(b'[', body.as_bytes()).is_some() {
-        return Err(
-            "a DOCTYPE with an internal subset (entity or element declarations) \
-                    is not supported"
-                .into(),
-        );
+        return Err(INTERNAL_SUBSET.into());
     }
     let mut cursor = Cursor { rest: body };
     let name = cursor.token();

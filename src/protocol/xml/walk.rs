@@ -2,8 +2,9 @@
 //! text-only content, and the final check of everything after the part a parser judged.
 
 use super::chars::is_all_space;
-use super::{Limits, Reader, TextPiece, Token};
+use super::{Fault, Limits, Reader, TextPiece, Token};
 use crate::protocol::error::{ProtocolError, excerpt};
+use crate::protocol::{Arrival, Text};
 
 impl<'a> Reader<'a> {
     /// Reads to the end of the document, checking it; the result of a parse whose structure
@@ -37,10 +38,11 @@ impl<'a> Reader<'a> {
 
     /// The text of a text-only element, up to its end tag: plain text, references and CDATA
     /// sections concatenated.
-    pub(crate) fn text_content(&mut self, element: &str) -> Result<String, ProtocolError> {
-        let mut text = String::new();
+    pub(crate) fn text_content(&mut self, element: &str) -> Result<Text, ProtocolError> {
+        let mut text = Text::default();
         loop {
             match self.next()? {
+                Token::Text(piece) if text.is_empty() => text = piece.into_text(),
                 Token::Text(piece) => piece.push_to(&mut text),
                 Token::Close => return Ok(text),
                 Token::Open(child) => {
@@ -73,8 +75,44 @@ pub(crate) fn parse_document<'a, T>(
     body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
 ) -> Result<T, ProtocolError> {
     let mut reader = Reader::new(bytes, limits)?;
+    parse_root(&mut reader, root, body)
+}
+
+/// [`parse_document`] on the bytes received so far: [`Arrival::Incomplete`] while the root
+/// element is open and nothing is wrong yet, otherwise exactly what [`parse_document`]
+/// returns for the same bytes.
+pub(crate) fn parse_arrived_document<'a, T>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    root: &str,
+    body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
+) -> Arrival<T> {
+    let mut reader = match Reader::partial(bytes, limits) {
+        Ok(reader) => reader,
+        Err(Fault::NeedMore(_)) => return Arrival::Incomplete,
+        // The partial reader set aside an unfinished character at the end, so its verdict
+        // may name another defect than the whole-buffer reader's: give the latter.
+        Err(Fault::Malformed(_)) => {
+            return Arrival::Complete(parse_document(bytes, limits, root, body));
+        }
+    };
+    let result = parse_root(&mut reader, root, body);
+    if reader.ran_out() {
+        return Arrival::Incomplete;
+    }
+    match reader.unread_tail_error(bytes) {
+        Some(error) => Arrival::Complete(Err(error)),
+        None => Arrival::Complete(result),
+    }
+}
+
+fn parse_root<'a, T>(
+    reader: &mut Reader<'a>,
+    root: &str,
+    body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
+) -> Result<T, ProtocolError> {
     let result = match reader.next()? {
-        Token::Open(name) if name == root => body(&mut reader),
+        Token::Open(name) if name == root => body(reader),
         Token::Open(name) => Err(ProtocolError::invalid(format!(
             "the root element is {}, expected {root}",
             excerpt(name)
