@@ -85,9 +85,8 @@ impl Shard {
             Change::Upsert { record, replay } => {
                 let id = record.id;
                 if let Some(old) = self.clients.get(&id) {
-                    let old_classes: Vec<Text> =
-                        old.types.iter().map(|t| t.class.clone()).collect();
-                    self.unindex(id, &old_classes);
+                    let old_types = Arc::clone(&old.types);
+                    self.unindex(id, &old_types);
                 }
                 let slot = self.next_slot;
                 let client = self.clients.entry(id).or_insert_with(|| ShardClient {
@@ -110,13 +109,9 @@ impl Shard {
                     .queue
                     .retain(|item| types.iter().any(|t| matches(t, &item.event)));
                 self.queued -= before - client.queue.len();
-                for class in client
-                    .types
-                    .iter()
-                    .map(|t| t.class.clone())
-                    .collect::<Vec<_>>()
-                {
-                    self.by_class.entry(class).or_default().insert(id);
+                // Class names are short texts, stored inline: cloning one allocates nothing.
+                for t in client.types.iter() {
+                    self.by_class.entry(t.class.clone()).or_default().insert(id);
                 }
                 replay
                     .iter()
@@ -211,13 +206,12 @@ impl Shard {
     fn remove(&mut self, id: ClientId) {
         if let Some(client) = self.clients.remove(&id) {
             self.queued -= client.queue.len();
-            let classes: Vec<Text> = client.types.iter().map(|t| t.class.clone()).collect();
-            self.unindex(id, &classes);
+            self.unindex(id, &client.types);
         }
     }
 
-    fn unindex(&mut self, id: ClientId, classes: &[Text]) {
-        for class in classes {
+    fn unindex(&mut self, id: ClientId, types: &[EventType]) {
+        for class in types.iter().map(|t| t.class.as_str()) {
             if let Some(set) = self.by_class.get_mut(class) {
                 set.remove(&id);
                 if set.is_empty() {

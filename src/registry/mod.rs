@@ -4,6 +4,7 @@
 //! the single thread that owns both, orders registrations and events into one sequence, and
 //! commits them in groups.
 
+mod codec;
 mod matching;
 mod record;
 pub mod service;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::protocol::{Event, EventType, NvPair, Text};
 
@@ -73,34 +73,22 @@ pub struct PublishedEvent {
     pub accepted_at: Instant,
 }
 
-/// The stored form of a client record.
-#[derive(Debug, Serialize, Deserialize)]
+/// The JSON form of a client record that earlier versions stored (read only; see
+/// `registry::codec`). The first layout keyed records by address and had no `address` field.
+#[derive(Debug, Deserialize)]
 pub(crate) struct StoredClient {
-    pub(crate) address: String,
+    #[serde(default)]
+    pub(crate) address: Option<String>,
     pub(crate) types: Vec<StoredType>,
     pub(crate) registered_at_ms: u64,
 }
 
-/// The stored form of an event type.
-#[derive(Debug, Serialize, Deserialize)]
+/// The JSON form of an event type.
+#[derive(Debug, Deserialize)]
 pub(crate) struct StoredType {
     pub(crate) class: Text,
     pub(crate) subclass: Option<Text>,
     pub(crate) nvpairs: Vec<(Text, Vec<Text>)>,
-}
-
-impl From<&EventType> for StoredType {
-    fn from(t: &EventType) -> Self {
-        StoredType {
-            class: t.class.clone(),
-            subclass: t.subclass.clone(),
-            nvpairs: t
-                .nvpairs
-                .iter()
-                .map(|p| (p.name.clone(), p.values.clone()))
-                .collect(),
-        }
-    }
 }
 
 impl From<StoredType> for EventType {

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::state::{Change, Refusal, Registry};
 use super::store::{Store, StoreError};
 use super::{ClientId, ClientRecord, PublishedEvent};
-use crate::protocol::{CallbackReg, Event, Reply, StatusCode};
+use crate::protocol::{CallbackReg, Event, RegType, Reply, StatusCode};
 use crate::telemetry;
 
 /// Where the service sends what it committed: the engine's cores.
@@ -195,7 +195,7 @@ enum Done {
     Register {
         reply: oneshot::Sender<Reply>,
         outcome: Result<Change, Refusal>,
-        form: &'static str,
+        form: RegType,
     },
     Publish {
         reply: oneshot::Sender<Result<Vec<u64>, PublishError>>,
@@ -248,7 +248,7 @@ impl<D: Dispatcher> Service<D> {
     fn apply(&mut self, request: Request) -> Done {
         match request {
             Request::Register { ip, reg, reply } => {
-                let form = reg.reg_type.as_str();
+                let form = reg.reg_type;
                 let outcome = self
                     .registry
                     .register(ip, &reg, self.limits.max_clients, now_ms());
@@ -302,7 +302,7 @@ impl<D: Dispatcher> Service<D> {
                                 telemetry::client_removed("remove_client");
                             }
                             self.dispatcher.client_changed(change);
-                            Reply::new(StatusCode::Ok, format!("{form} accepted"))
+                            Reply::new(StatusCode::Ok, accepted(form))
                         }
                         Err(refusal) => Reply::new(refusal.status, refusal.message),
                     };
@@ -396,6 +396,16 @@ impl<D: Dispatcher> Service<D> {
                 }
             }
         }
+    }
+}
+
+/// The message of an OK reply (a constant per form: no formatting on the registry thread).
+fn accepted(form: RegType) -> &'static str {
+    match form {
+        RegType::AddClient => "ADD_CLIENT accepted",
+        RegType::AddEvents => "ADD_EVENTS accepted",
+        RegType::RemoveClient => "REMOVE_CLIENT accepted",
+        RegType::RemoveEvents => "REMOVE_EVENTS accepted",
     }
 }
 

@@ -1,18 +1,21 @@
 //! The registry on disk: one redb file under the data directory.
 //!
-//! Tables: `clients` (`ip:port` -> JSON record), `latest` (state key -> sequence number and the
-//! `SC_EVENT` bytes), `meta` (`next_seq`). Each commit is durable (fsync) before it returns;
-//! the service shares one commit among many writes.
+//! Tables: `clients_by_slot` (registration-order slot -> client record, see
+//! [`super::codec`]), `latest` (state key -> sequence number and the `SC_EVENT` bytes), `meta`
+//! (`next_seq`). Each commit is durable (fsync) before it returns; the service shares one
+//! commit among many writes. A store of the first layout (`clients`, keyed by address) is
+//! moved to `clients_by_slot` when it is opened.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::record::{ClientId, ClientRecord, PublishedEvent, StoredClient};
+use super::codec;
+use super::record::{ClientId, ClientRecord, PublishedEvent};
 use super::state::Dirty;
 use super::state_key;
 use crate::protocol::{Event, Limits};
@@ -20,6 +23,8 @@ use crate::protocol::{Event, Limits};
 /// Clients keyed by a slot number handed out in registration order, so that a registration
 /// storm appends at the right edge of the B-tree instead of rewriting pages all over it.
 const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients_by_slot");
+/// The first layout's clients table, keyed by `ip:port`, JSON values: moved to [`CLIENTS`] on open.
+const LEGACY_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
 const LATEST: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("latest");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
@@ -87,6 +92,10 @@ pub struct Store {
     slots: HashMap<ClientId, u64>,
     /// The slot the next new client gets.
     next_slot: u64,
+    /// The `next_seq` on disk (filled by [`Store::load`]): a commit writes it only when it changed.
+    stored_next_seq: Option<u64>,
+    /// The encoding buffer of client records, reused from one record to the next.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Store {
@@ -109,8 +118,14 @@ impl Store {
             path,
             slots: HashMap::new(),
             next_slot: 0,
+            stored_next_seq: None,
+            scratch: Vec::new(),
         };
         store.create_tables()?;
+        let moved = store.migrate_legacy_clients()?;
+        if moved > 0 {
+            tracing::info!(store = %store.path.display(), clients = moved, "moved the clients of the first store layout to clients_by_slot");
+        }
         Ok(store)
     }
 
@@ -154,6 +169,61 @@ impl Store {
         txn.commit().map_err(|e| self.io(e))
     }
 
+    /// Moves the clients of the first layout (table `clients`, keyed by address) into
+    /// `clients_by_slot` and deletes the old table, in one transaction; returns how many moved.
+    /// A client present in both keeps its `clients_by_slot` record.
+    fn migrate_legacy_clients(&self) -> Result<usize, StoreError> {
+        let db = self.db()?;
+        match db
+            .begin_read()
+            .map_err(|e| self.io(e))?
+            .open_table(LEGACY_CLIENTS)
+        {
+            Ok(_) => {}
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(self.corrupt(e.to_string())),
+        }
+        let txn = db.begin_write().map_err(|e| self.io(e))?;
+        let mut moved = 0;
+        {
+            let mut clients = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
+            let mut present = HashSet::new();
+            let mut next_slot = 0;
+            for row in clients.iter().map_err(|e| self.io(e))? {
+                let (key, value) = row.map_err(|e| self.io(e))?;
+                let record = codec::decode(value.value())
+                    .map_err(|e| self.corrupt(format!("client in slot {}: {e}", key.value())))?;
+                present.insert(record.id);
+                next_slot = next_slot.max(key.value() + 1);
+            }
+            let legacy = txn.open_table(LEGACY_CLIENTS).map_err(|e| self.io(e))?;
+            let mut value = Vec::new();
+            for row in legacy.iter().map_err(|e| self.io(e))? {
+                let (key, stored) = row.map_err(|e| self.io(e))?;
+                let record = codec::decode_legacy(key.value(), stored.value())
+                    .map_err(|e| self.corrupt(e))?;
+                if !present.insert(record.id) {
+                    continue;
+                }
+                value.clear();
+                codec::encode(
+                    record.id,
+                    &record.types,
+                    record.registered_at_ms,
+                    &mut value,
+                );
+                clients
+                    .insert(next_slot, value.as_slice())
+                    .map_err(|e| self.io(e))?;
+                next_slot += 1;
+                moved += 1;
+            }
+        }
+        txn.delete_table(LEGACY_CLIENTS).map_err(|e| self.io(e))?;
+        txn.commit().map_err(|e| self.io(e))?;
+        Ok(moved)
+    }
+
     /// Reads everything back; events are re-parsed so a damaged record is reported, not skipped.
     pub fn load(&mut self) -> Result<StoreContents, StoreError> {
         let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
@@ -163,19 +233,16 @@ impl Store {
         for row in clients_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
             let slot = key.value();
-            let stored: StoredClient = serde_json::from_slice(value.value())
+            let record = codec::decode(value.value())
                 .map_err(|e| self.corrupt(format!("client in slot {slot}: {e}")))?;
-            let id: ClientId = stored
-                .address
-                .parse()
-                .map_err(|_| self.corrupt(format!("bad client address {:?}", stored.address)))?;
+            let id = record.id;
             if slots.insert(id, slot).is_some() {
                 return Err(self.corrupt(format!("client {id} is stored twice")));
             }
             clients.push(ClientRecord {
                 id,
-                types: stored.types.into_iter().map(Into::into).collect(),
-                registered_at_ms: stored.registered_at_ms,
+                types: record.types.into(),
+                registered_at_ms: record.registered_at_ms,
                 generation: 0,
             });
         }
@@ -200,12 +267,14 @@ impl Store {
             }));
         }
         let meta = txn.open_table(META).map_err(|e| self.io(e))?;
-        let next_seq = meta
+        let stored_next_seq = meta
             .get(NEXT_SEQ)
             .map_err(|e| self.io(e))?
-            .map_or(0, |v| v.value());
+            .map(|v| v.value());
         self.next_slot = slots.values().max().map_or(0, |slot| slot + 1);
         self.slots = slots;
+        self.stored_next_seq = stored_next_seq;
+        let next_seq = stored_next_seq.unwrap_or(0);
         Ok(StoreContents {
             clients,
             latest,
@@ -219,6 +288,9 @@ impl Store {
         if self.db.is_none() {
             self.reopen()?;
         }
+        // Unknown until this commit succeeds: a failed commit may or may not have reached the
+        // disk, so the next one writes `next_seq` again.
+        let stored_next_seq = self.stored_next_seq.take();
         let txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         // Slot changes take effect only once the commit has: a failed commit leaves none.
         let mut moved: Vec<(ClientId, Option<u64>)> = Vec::new();
@@ -237,15 +309,15 @@ impl Store {
                                 slot
                             }
                         };
-                        let stored = StoredClient {
-                            address: id.to_string(),
-                            types: record.types.iter().map(Into::into).collect(),
-                            registered_at_ms: record.registered_at_ms,
-                        };
-                        let value =
-                            serde_json::to_vec(&stored).map_err(|e| self.corrupt(e.to_string()))?;
+                        self.scratch.clear();
+                        codec::encode(
+                            *id,
+                            &record.types,
+                            record.registered_at_ms,
+                            &mut self.scratch,
+                        );
                         clients
-                            .insert(slot, value.as_slice())
+                            .insert(slot, self.scratch.as_slice())
                             .map_err(|e| self.io(e))?;
                     }
                     None => {
@@ -256,24 +328,30 @@ impl Store {
                     }
                 }
             }
-            let mut latest = txn.open_table(LATEST).map_err(|e| self.io(e))?;
-            for (key, event) in &dirty.latest {
-                match event {
-                    Some(event) => {
-                        latest
-                            .insert(key.as_str(), (event.seq, event.bytes.as_ref()))
-                            .map_err(|e| self.io(e))?;
-                    }
-                    None => {
-                        latest.remove(key.as_str()).map_err(|e| self.io(e))?;
+            // Each table written adds its pages to the commit: untouched ones are left alone.
+            if !dirty.latest.is_empty() {
+                let mut latest = txn.open_table(LATEST).map_err(|e| self.io(e))?;
+                for (key, event) in &dirty.latest {
+                    match event {
+                        Some(event) => {
+                            latest
+                                .insert(key.as_str(), (event.seq, event.bytes.as_ref()))
+                                .map_err(|e| self.io(e))?;
+                        }
+                        None => {
+                            latest.remove(key.as_str()).map_err(|e| self.io(e))?;
+                        }
                     }
                 }
             }
-            let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
-            meta.insert(NEXT_SEQ, dirty.next_seq)
-                .map_err(|e| self.io(e))?;
+            if stored_next_seq != Some(dirty.next_seq) {
+                let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
+                meta.insert(NEXT_SEQ, dirty.next_seq)
+                    .map_err(|e| self.io(e))?;
+            }
         }
         txn.commit().map_err(|e| self.io(e))?;
+        self.stored_next_seq = Some(dirty.next_seq);
         for (id, slot) in moved {
             match slot {
                 Some(slot) => self.slots.insert(id, slot),

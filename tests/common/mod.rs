@@ -52,7 +52,17 @@ impl Crnpd {
 
     /// Starts crnpd on `data_dir` (kept after the process ends), logging into `log_dir`.
     pub fn start_in(data_dir: &Path, log_dir: &Path, args: &[&str]) -> Crnpd {
-        let (child, log) = spawn(data_dir, log_dir, args);
+        Crnpd::start_with_env(data_dir, log_dir, args, &[])
+    }
+
+    /// [`Crnpd::start_in`] with extra environment variables (e.g. `LD_PRELOAD`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Crnpd {
+        let (child, log) = spawn_with_env(data_dir, log_dir, args, env);
         Crnpd::await_ready(child, data_dir, log)
     }
 
@@ -170,6 +180,16 @@ impl Drop for Crnpd {
 
 /// Spawns crnpd without waiting; stdout is piped (the ready line), stderr goes to a log file.
 pub fn spawn(data_dir: &Path, log_dir: &Path, args: &[&str]) -> (Child, PathBuf) {
+    spawn_with_env(data_dir, log_dir, args, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+pub fn spawn_with_env(
+    data_dir: &Path,
+    log_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, PathBuf) {
     let log = log_dir.join(format!("crnpd-{}.log", unique()));
     let log_file = std::fs::File::create(&log).expect("log file");
     let defaults = [
@@ -188,6 +208,7 @@ pub fn spawn(data_dir: &Path, log_dir: &Path, args: &[&str]) -> (Child, PathBuf)
         .arg(data_dir)
         .args(args)
         .env("CRNPD_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))
