@@ -54,7 +54,7 @@ impl NvPair {
             Some(child) => return Err(misplaced(child)),
             None => return Err(ProtocolError::invalid("<NVPAIR> has no <NAME>")),
         };
-        let mut values = Vec::new();
+        let mut values = Vec::with_capacity(1);
         while let Some(child) = reader.next_child("NVPAIR")? {
             if child != "VALUE" {
                 return Err(misplaced(child));
