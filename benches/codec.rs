@@ -13,38 +13,15 @@ use std::hint::black_box;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use crnp::protocol::{CallbackReg, Event, EventType, Limits, NvPair, RegType, Reply, StatusCode};
+use crnp::protocol::{CallbackReg, Event, Limits, Reply, StatusCode};
+use sample_messages::{add_client_10, event_10};
 
-/// ADD_CLIENT with 10 event types: membership, class-only, and 4 rg/4 r state registrations.
-fn add_client_10() -> Vec<u8> {
-    let mut events = vec![EventType::membership(), EventType::class_only("EC_Cluster")];
-    events.extend((0..4).map(|i| EventType::rg_state(format!("web-rg-{i}"))));
-    events.extend((0..4).map(|i| EventType::r_state(format!("web-server-rs-{i}"))));
-    CallbackReg {
-        port: 8765,
-        reg_type: RegType::AddClient,
-        events,
-    }
-    .to_xml()
-}
-
-/// An rg-state event with 10 pairs, the larger ones arrays over a 4-node cluster.
-fn event_10() -> Event {
-    let mut nvpairs = vec![
-        NvPair::scalar("rg_name", "web-rg"),
-        NvPair::array("node_list", ["node-a", "node-b", "node-c", "node-d"]),
-        NvPair::array(
-            "state_list",
-            ["ONLINE", "OFFLINE", "OFFLINE", "PENDING_ONLINE"],
-        ),
-    ];
-    nvpairs.extend((0..7).map(|i| NvPair::scalar(format!("ev_extra_{i}"), format!("value-{i}"))));
-    Event::cluster("ESC_cluster_rg_state", nvpairs)
-}
+#[path = "../tests/sample_messages/mod.rs"]
+mod sample_messages;
 
 fn cases<M: Measurement>(group: &mut BenchmarkGroup<'_, M>) {
     let limits = Limits::default();
-    let registration = add_client_10();
+    let registration = add_client_10().to_xml();
     let event = event_10();
     let event_bytes = event.to_xml();
     let reply = Reply::new(StatusCode::Ok, "registration accepted");

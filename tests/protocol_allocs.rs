@@ -8,7 +8,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use crnp::protocol::{CallbackReg, Event, EventType, Limits, NvPair, RegType, Reply, StatusCode};
+use crnp::protocol::{CallbackReg, Event, Limits, Reply, StatusCode};
+use sample_messages::{add_client_10, event_10};
+
+mod sample_messages;
 
 struct Counting;
 
@@ -46,30 +49,6 @@ fn allocations<T>(f: impl FnOnce() -> T) -> usize {
     let after = ALLOCATIONS.with(Cell::get);
     drop(result);
     after - before
-}
-
-fn add_client_10() -> CallbackReg {
-    let mut events = vec![EventType::membership(), EventType::class_only("EC_Cluster")];
-    events.extend((0..4).map(|i| EventType::rg_state(format!("web-rg-{i}"))));
-    events.extend((0..4).map(|i| EventType::r_state(format!("web-server-rs-{i}"))));
-    CallbackReg {
-        port: 8765,
-        reg_type: RegType::AddClient,
-        events,
-    }
-}
-
-fn event_10() -> Event {
-    let mut nvpairs = vec![
-        NvPair::scalar("rg_name", "web-rg"),
-        NvPair::array("node_list", ["node-a", "node-b", "node-c", "node-d"]),
-        NvPair::array(
-            "state_list",
-            ["ONLINE", "OFFLINE", "OFFLINE", "PENDING_ONLINE"],
-        ),
-    ];
-    nvpairs.extend((0..7).map(|i| NvPair::scalar(format!("ev_extra_{i}"), format!("value-{i}"))));
-    Event::cluster("ESC_cluster_rg_state", nvpairs)
 }
 
 #[test]

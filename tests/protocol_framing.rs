@@ -79,6 +79,7 @@ fn vectors_split_at_every_byte() {
         "add_events.xml",
         "remove_events.xml",
         "remove_client.xml",
+        "bad_add_events_before_add_client.xml",
     ] {
         assert_splits(&without_final_newline(vector(name)));
     }

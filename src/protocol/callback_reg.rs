@@ -171,16 +171,7 @@ impl EventType {
             }
         }
         let class = class.ok_or_else(|| ProtocolError::invalid("<SC_EVENT_REG> has no CLASS"))?;
-        let mut nvpairs = Vec::new();
-        while let Some(child) = reader.next_child("SC_EVENT_REG")? {
-            if child != "NVPAIR" {
-                return Err(ProtocolError::invalid(format!(
-                    "<SC_EVENT_REG> may contain only <NVPAIR>, found {}",
-                    excerpt(child)
-                )));
-            }
-            nvpairs.push(NvPair::parse(reader)?);
-        }
+        let nvpairs = NvPair::parse_list(reader, "SC_EVENT_REG")?;
         Ok(Self {
             class,
             subclass,

@@ -1,6 +1,6 @@
 //! `SC_EVENT`: one cluster event, delivered on its own connection.
 
-use super::error::{ProtocolError, excerpt};
+use super::error::ProtocolError;
 use super::version::{self, VERSION};
 use super::xml::{self, Limits, RawAttribute, Reader, unknown_attribute, write};
 use super::{NvPair, Text};
@@ -123,16 +123,7 @@ fn parse_root(reader: &mut Reader<'_>) -> Result<Event, ProtocolError> {
     let subclass = required(subclass, "SUBCLASS")?;
     let vendor = required(vendor, "VENDOR")?;
     let publisher = required(publisher, "PUBLISHER")?;
-    let mut nvpairs = Vec::new();
-    while let Some(child) = reader.next_child("SC_EVENT")? {
-        if child != "NVPAIR" {
-            return Err(ProtocolError::invalid(format!(
-                "<SC_EVENT> may contain only <NVPAIR>, found {}",
-                excerpt(child)
-            )));
-        }
-        nvpairs.push(NvPair::parse(reader)?);
-    }
+    let nvpairs = NvPair::parse_list(reader, "SC_EVENT")?;
     Ok(Event {
         class,
         subclass,

@@ -42,6 +42,25 @@ impl NvPair {
         }
     }
 
+    /// Reads the content of `parent`, an element that may contain only `NVPAIR`s, up to its
+    /// end tag.
+    pub(crate) fn parse_list(
+        reader: &mut Reader<'_>,
+        parent: &str,
+    ) -> Result<Vec<Self>, ProtocolError> {
+        let mut nvpairs = Vec::new();
+        while let Some(child) = reader.next_child(parent)? {
+            if child != "NVPAIR" {
+                return Err(ProtocolError::invalid(format!(
+                    "<{parent}> may contain only <NVPAIR>, found {}",
+                    super::error::excerpt(child)
+                )));
+            }
+            nvpairs.push(Self::parse(reader)?);
+        }
+        Ok(nvpairs)
+    }
+
     /// Reads an `NVPAIR` whose start tag `element` was just returned: `(NAME, VALUE+)`,
     /// no attributes.
     pub(crate) fn parse(reader: &mut Reader<'_>) -> Result<Self, ProtocolError> {
