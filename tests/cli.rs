@@ -11,6 +11,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+mod common;
+
+use common::Crnpd;
 use crnp::client::{self, CallbackListener};
 use crnp::protocol::{CallbackReg, Event, EventType, NvPair, RegType, StatusCode};
 
@@ -18,57 +21,6 @@ use crnp::protocol::{CallbackReg, Event, EventType, NvPair, RegType, StatusCode}
 const WAIT: Duration = Duration::from_secs(20);
 /// Loopback.
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// A crnpd for one test, killed when dropped.
-struct Server {
-    child: Child,
-    listen: SocketAddr,
-    http: SocketAddr,
-    _data: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let data = tempfile::tempdir().expect("temporary directory");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crnpd"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("crnpd starts");
-        let lines = lines_of(child.stdout.take().expect("stdout piped"));
-        let ready = wait_line(&lines, |line| line.starts_with("crnpd ready"));
-        let addr = |key: &str| -> SocketAddr {
-            ready
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix(key))
-                .and_then(|addr| addr.parse().ok())
-                .unwrap_or_else(|| panic!("no {key} in {ready:?}"))
-        };
-        let (listen, http) = (addr("listen="), addr("http="));
-        Server {
-            child,
-            listen,
-            http,
-            _data: data,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Lines read from a child's pipe by a helper thread.
 fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
@@ -202,7 +154,7 @@ fn event(subclass: &str, value: &str) -> Event {
 
 #[tokio::test]
 async fn a_registered_client_receives_published_events_in_order_and_can_leave() {
-    let server = Server::start();
+    let server = Crnpd::start(&[]);
     let listener = CallbackListener::bind(SocketAddr::new(LOCAL, 0), 16).expect("listen");
     let port = listener.local_addr().port();
 
@@ -258,7 +210,7 @@ async fn a_registered_client_receives_published_events_in_order_and_can_leave() 
 
 #[tokio::test]
 async fn identity_is_the_source_ip_and_unknown_clients_are_refused() {
-    let server = Server::start();
+    let server = Crnpd::start(&[]);
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 7));
     let listener = CallbackListener::bind(SocketAddr::new(other, 0), 16).expect("listen");
     let port = listener.local_addr().port();
@@ -326,7 +278,7 @@ async fn client_errors_name_the_unreachable_address() {
 
 #[test]
 fn crnp_health_publish_and_clients_report_through_exit_codes() {
-    let server = Server::start();
+    let server = Crnpd::start(&[]);
     let http = server.http.to_string();
 
     let (code, out, _) = crnp(&["health", "--http", &http]);
@@ -374,7 +326,7 @@ fn crnp_health_publish_and_clients_report_through_exit_codes() {
 
 #[test]
 fn crnp_subscribe_prints_json_events_and_unregisters_on_sigterm() {
-    let server = Server::start();
+    let server = Crnpd::start(&[]);
     let (listen, http) = (server.listen.to_string(), server.http.to_string());
     let (subscriber, out, err) = subscribe(&listen, "sub", &["--json"]);
     let registered = wait_line(&err, |line| line.contains("registered"));
@@ -413,7 +365,7 @@ fn crnp_subscribe_prints_json_events_and_unregisters_on_sigterm() {
 
 #[test]
 fn crnp_subscribe_count_exits_after_the_events_and_prints_blocks() {
-    let server = Server::start();
+    let server = Crnpd::start(&[]);
     let (listen, http) = (server.listen.to_string(), server.http.to_string());
     let (subscriber, out, err) = subscribe(&listen, "cnt", &["--count", "1"]);
     wait_line(&err, |line| line.contains("registered"));
