@@ -15,7 +15,7 @@ mod common;
 
 use common::Crnpd;
 use crnp::client::{self, CallbackListener};
-use crnp::protocol::{CallbackReg, Event, EventType, NvPair, RegType, StatusCode};
+use crnp::protocol::{CallbackReg, Event, EventType, NvPair, RegType, Reply, StatusCode};
 
 /// Bound of every single wait in these tests.
 const WAIT: Duration = Duration::from_secs(20);
@@ -152,20 +152,27 @@ fn event(subclass: &str, value: &str) -> Event {
     }
 }
 
+/// Sends a registration of `form` for the test's `tag` type from `source`, and returns the reply.
+async fn register(server: &Crnpd, source: IpAddr, port: u16, form: RegType, tag: &str) -> Reply {
+    client::register(server.listen, Some(source), &reg(port, form, tag), WAIT)
+        .await
+        .expect("registration answered")
+}
+
+/// The clients the admin API lists.
+async fn clients(server: &Crnpd) -> Vec<client::ClientInfo> {
+    client::clients(server.http, WAIT)
+        .await
+        .expect("client list")
+}
+
 #[tokio::test]
 async fn a_registered_client_receives_published_events_in_order_and_can_leave() {
     let server = Crnpd::start(&[]);
     let listener = CallbackListener::bind(SocketAddr::new(LOCAL, 0), 16).expect("listen");
     let port = listener.local_addr().port();
 
-    let reply = client::register(
-        server.listen,
-        Some(LOCAL),
-        &reg(port, RegType::AddClient, "order"),
-        WAIT,
-    )
-    .await
-    .expect("registration answered");
+    let reply = register(&server, LOCAL, port, RegType::AddClient, "order").await;
     assert_eq!(reply.status, StatusCode::Ok, "{}", reply.message);
 
     let events = [event("order", "first"), event("order", "second")];
@@ -187,24 +194,13 @@ async fn a_registered_client_receives_published_events_in_order_and_can_leave() 
         );
     }
 
-    let listed = client::clients(server.http, WAIT)
-        .await
-        .expect("client list");
+    let listed = clients(&server).await;
     let me = listener.local_addr().to_string();
     assert!(listed.iter().any(|c| c.address == me), "{listed:?}");
 
-    let reply = client::register(
-        server.listen,
-        Some(LOCAL),
-        &reg(port, RegType::RemoveClient, "order"),
-        WAIT,
-    )
-    .await
-    .expect("removal answered");
+    let reply = register(&server, LOCAL, port, RegType::RemoveClient, "order").await;
     assert_eq!(reply.status, StatusCode::Ok, "{}", reply.message);
-    let listed = client::clients(server.http, WAIT)
-        .await
-        .expect("client list");
+    let listed = clients(&server).await;
     assert!(!listed.iter().any(|c| c.address == me), "{listed:?}");
 }
 
@@ -215,18 +211,9 @@ async fn identity_is_the_source_ip_and_unknown_clients_are_refused() {
     let listener = CallbackListener::bind(SocketAddr::new(other, 0), 16).expect("listen");
     let port = listener.local_addr().port();
 
-    let reply = client::register(
-        server.listen,
-        Some(other),
-        &reg(port, RegType::AddClient, "identity"),
-        WAIT,
-    )
-    .await
-    .expect("registration answered");
+    let reply = register(&server, other, port, RegType::AddClient, "identity").await;
     assert_eq!(reply.status, StatusCode::Ok, "{}", reply.message);
-    let listed = client::clients(server.http, WAIT)
-        .await
-        .expect("client list");
+    let listed = clients(&server).await;
     assert!(
         listed
             .iter()
@@ -235,22 +222,13 @@ async fn identity_is_the_source_ip_and_unknown_clients_are_refused() {
     );
 
     // The same port from another source IP is another client, which never registered.
-    let reply = client::register(
-        server.listen,
-        Some(LOCAL),
-        &reg(port, RegType::RemoveClient, "identity"),
-        WAIT,
-    )
-    .await
-    .expect("removal answered");
+    let reply = register(&server, LOCAL, port, RegType::RemoveClient, "identity").await;
     assert_eq!(reply.status, StatusCode::Fail, "{}", reply.message);
 
     client::delete_client(server.http, listener.local_addr(), WAIT)
         .await
         .expect("deleted");
-    let listed = client::clients(server.http, WAIT)
-        .await
-        .expect("client list");
+    let listed = clients(&server).await;
     assert!(
         listed
             .iter()
