@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 
 use crnp::protocol::{
-    Arrival, CallbackReg, EventType, Limits, NvPair, ProtocolError, RegType, StatusCode,
+    Arrival, ArrivingRegistration, CallbackReg, EventType, Limits, NvPair, ProtocolError, RegType,
+    StatusCode,
 };
 
 fn vector(name: &str) -> Vec<u8> {
@@ -35,6 +36,14 @@ fn arrived(bytes: &[u8], limits: &Limits) -> Arrival<CallbackReg> {
     arrival
 }
 
+/// `arrived`, also checking that the same bytes arriving in pieces get the same answer.
+fn arrived_in_pieces(bytes: &[u8], limits: &Limits) -> Arrival<CallbackReg> {
+    for step in [1, 3, 16] {
+        assert_resumes_like_a_fresh_parse(bytes, step);
+    }
+    arrived(bytes, limits)
+}
+
 fn is_malformed(arrival: &Arrival<CallbackReg>) -> bool {
     matches!(
         arrival,
@@ -45,9 +54,33 @@ fn is_malformed(arrival: &Arrival<CallbackReg>) -> bool {
     )
 }
 
+/// Feeds `bytes` to one `ArrivingRegistration` in pieces of `step` bytes, as a connection
+/// would, and checks every answer against the stateless `parse_arrived` of the same prefix.
+fn assert_resumes_like_a_fresh_parse(bytes: &[u8], step: usize) {
+    let limits = Limits::default();
+    let mut arriving = ArrivingRegistration::default();
+    let mut end = 0;
+    while end < bytes.len() {
+        end = (end + step).min(bytes.len());
+        let answer = arriving.parse(&bytes[..end], &limits);
+        assert_eq!(
+            answer,
+            CallbackReg::parse_arrived(&bytes[..end], &limits),
+            "{step}-byte pieces, at {end}: {:?}",
+            String::from_utf8_lossy(&bytes[..end])
+        );
+        if !answer.is_incomplete() {
+            return;
+        }
+    }
+}
+
 /// Asserts that `doc` (a complete document with nothing after the root) is Incomplete at every
-/// strict prefix and Complete in full.
+/// strict prefix and Complete in full, also when it arrives in pieces.
 fn assert_splits(doc: &[u8]) {
+    for step in [1, 2, 7, 64, doc.len().max(1)] {
+        assert_resumes_like_a_fresh_parse(doc, step);
+    }
     let limits = Limits::default();
     for cut in 0..doc.len() {
         assert_eq!(
@@ -115,7 +148,7 @@ fn bytes_after_the_root_are_judged_with_the_document() {
     let limits = Limits::default();
     let mut doc = without_final_newline(vector("remove_client.xml"));
     doc.extend_from_slice(b"garbage<more/>");
-    assert!(is_malformed(&arrived(&doc, &limits)));
+    assert!(is_malformed(&arrived_in_pieces(&doc, &limits)));
     assert!(is_malformed(&arrived(
         &vector("bad_trailing_garbage.xml"),
         &limits
@@ -123,11 +156,11 @@ fn bytes_after_the_root_are_judged_with_the_document() {
     // A comment cut short after the root: the client is done sending, so it is final.
     let mut doc = without_final_newline(vector("remove_client.xml"));
     doc.extend_from_slice(b"<!-- unfinished");
-    assert!(is_malformed(&arrived(&doc, &limits)));
+    assert!(is_malformed(&arrived_in_pieces(&doc, &limits)));
     // So is a multi-byte character cut short there.
     let mut doc = without_final_newline(vector("remove_client.xml"));
     doc.extend_from_slice(b"<!-- \xC3");
-    assert!(is_malformed(&arrived(&doc, &limits)));
+    assert!(is_malformed(&arrived_in_pieces(&doc, &limits)));
 }
 
 #[test]
@@ -148,7 +181,7 @@ fn hopeless_input_is_malformed_early() {
         b"<a><b></a>",
     ] {
         assert!(
-            is_malformed(&arrived(bad, &limits)),
+            is_malformed(&arrived_in_pieces(bad, &limits)),
             "{:?}",
             String::from_utf8_lossy(bad)
         );
@@ -161,7 +194,7 @@ fn the_verdict_on_hopeless_bytes_is_the_whole_buffer_verdict() {
     // end. Both are MALFORMED; the reason must be the one the whole-buffer parse gives.
     let limits = Limits::default();
     let bytes = b"<?xml version='1.0'?><SC_CALLBACK_REG PORT=\"1\" REG_TYPE=\"ADD_CL\x01\0\xCC";
-    assert!(is_malformed(&arrived(bytes, &limits)));
+    assert!(is_malformed(&arrived_in_pieces(bytes, &limits)));
 }
 
 #[test]

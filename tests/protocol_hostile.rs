@@ -5,7 +5,9 @@
 
 mod xml_oracle;
 
-use crnp::protocol::{Arrival, CallbackReg, Event, Limits, ProtocolError, Reply, StatusCode};
+use crnp::protocol::{
+    Arrival, ArrivingRegistration, CallbackReg, Event, Limits, ProtocolError, Reply, StatusCode,
+};
 use proptest::prelude::*;
 
 fn parse(bytes: &[u8], limits: &Limits) -> Result<CallbackReg, ProtocolError> {
@@ -316,6 +318,17 @@ fn exercise(bytes: &[u8]) {
             parsed.as_ref().map_err(|e| e.status),
             Err(StatusCode::Malformed)
         ),
+    }
+    // Arriving in two pieces, the answer to each is the stateless one.
+    let mut arriving = ArrivingRegistration::default();
+    let first = &bytes[..bytes.len() / 2];
+    let answer = arriving.parse(first, &limits);
+    assert_eq!(answer, CallbackReg::parse_arrived(first, &limits));
+    if answer.is_incomplete() {
+        assert_eq!(
+            arriving.parse(bytes, &limits),
+            CallbackReg::parse_arrived(bytes, &limits)
+        );
     }
     if let Ok(reg) = parsed {
         assert_eq!(CallbackReg::parse(&reg.to_xml(), &limits), Ok(reg));

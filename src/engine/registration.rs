@@ -12,7 +12,9 @@ use compio::net::TcpStream;
 
 use super::core::Core;
 use crate::acl::canonical;
-use crate::protocol::{Arrival, CallbackReg, ProtocolError, Reply, StatusCode};
+use crate::protocol::{
+    Arrival, ArrivingRegistration, CallbackReg, ProtocolError, Reply, StatusCode,
+};
 use crate::telemetry;
 
 const READ_CHUNK: usize = 4096;
@@ -84,6 +86,7 @@ async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
     let limits = &core.settings.limits;
     let deadline = Instant::now() + core.settings.client_timeout;
     let mut message: Vec<u8> = Vec::new();
+    let mut arriving = ArrivingRegistration::default();
     loop {
         // A read fills spare capacity only: there must be some, or it would look like EOF.
         message.reserve(READ_CHUNK);
@@ -123,7 +126,7 @@ async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
                 message,
             );
         }
-        match CallbackReg::parse_arrived(&message, limits) {
+        match arriving.parse(&message, limits) {
             Arrival::Incomplete => {}
             Arrival::Complete(Ok(reg)) => return Received::Registration(reg, message),
             Arrival::Complete(Err(error)) => return Received::Error(error, message),

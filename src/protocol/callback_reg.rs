@@ -2,7 +2,7 @@
 
 use super::error::{ProtocolError, excerpt};
 use super::version::{self, VERSION};
-use super::xml::{self, Limits, Reader, unknown_attribute, write};
+use super::xml::{self, Checkpoint, Limits, Reader, unknown_attribute, write};
 use super::{Arrival, NvPair, Text};
 
 /// The four registration forms (`REG_TYPE`).
@@ -209,9 +209,18 @@ impl CallbackReg {
     /// more), otherwise the outcome [`Self::parse`] gives for the same bytes. MALFORMED input
     /// is reported as soon as it is seen.
     ///
-    /// Each call parses `bytes` from the start, so call it once per read, not per byte;
-    /// `max_message_bytes` bounds the total work.
+    /// Each call parses `bytes` from the start; a connection handler reading a message in
+    /// several pieces uses [`super::ArrivingRegistration`], which never reads a byte twice
+    /// while the message is incomplete.
     pub fn parse_arrived(bytes: &[u8], limits: &Limits) -> Arrival<CallbackReg> {
+        Self::parse_arrived_resumable(bytes, limits).0
+    }
+
+    /// [`Self::parse_arrived`], and where to resume scanning when it is incomplete.
+    pub(crate) fn parse_arrived_resumable(
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> (Arrival<CallbackReg>, Option<Checkpoint>) {
         xml::parse_arrived_document(bytes, limits, "SC_CALLBACK_REG", parse_root)
     }
 

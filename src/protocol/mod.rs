@@ -50,7 +50,7 @@ pub use callback_reg::{
 };
 pub use error::ProtocolError;
 pub use event::Event;
-pub use framing::Arrival;
+pub use framing::{Arrival, ArrivingRegistration};
 pub use nvpair::NvPair;
 pub use reply::{Reply, StatusCode};
 pub use xml::{Limits, is_representable};

@@ -23,7 +23,7 @@ pub use chars::is_representable;
 use chars::{
     first_unrepresentable, is_all_space, is_name, push_normalized_newlines, resolve_reference,
 };
-pub(crate) use walk::{parse_arrived_document, parse_document};
+pub(crate) use walk::{Scan, parse_arrived_document, parse_document, scan_from};
 
 use super::Text;
 use super::error::{ProtocolError, excerpt, short_name};
@@ -124,6 +124,19 @@ pub(crate) enum Fault {
     NeedMore(String),
 }
 
+/// Where a partial reader ran out of input: what it takes to carry on from there once more
+/// bytes have arrived, without reading again what came before.
+#[derive(Debug, Clone)]
+pub(crate) struct Checkpoint {
+    /// Offset (in the text after any BOM) of the piece that could not be read yet.
+    position: usize,
+    phase: Phase,
+    doctype_seen: bool,
+    /// The open elements' names, as (offset, length) in the text.
+    open: Vec<(usize, usize)>,
+    elements: usize,
+}
+
 /// Where the reader is in the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -163,16 +176,66 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 impl<'a> Reader<'a> {
     /// A reader over a whole document: running out of input is MALFORMED.
     pub(crate) fn new(bytes: &'a [u8], limits: &Limits) -> Result<Self, ProtocolError> {
-        Self::open(bytes, limits, false).map_err(Fault::into_error)
+        Self::open(bytes, limits, false, 0).map_err(Fault::into_error)
     }
 
     /// A reader over a document still arriving: a trailing incomplete UTF-8 sequence is
     /// left for later and running out of input is [`Fault::NeedMore`].
     pub(crate) fn partial(bytes: &'a [u8], limits: &Limits) -> Result<Self, Fault> {
-        Self::open(bytes, limits, true)
+        Self::open(bytes, limits, true, 0)
     }
 
-    fn open(bytes: &'a [u8], limits: &Limits, partial: bool) -> Result<Self, Fault> {
+    /// A partial reader over `bytes`, which extend the bytes `checkpoint` was taken on, that
+    /// carries on where that reader stopped. Only the new text is checked for characters XML
+    /// cannot carry; the whole buffer is still checked to be UTF-8 (cheap next to reading it).
+    pub(crate) fn resume(
+        bytes: &'a [u8],
+        limits: &Limits,
+        checkpoint: &Checkpoint,
+    ) -> Result<Self, Fault> {
+        let mut reader = Self::open(bytes, limits, true, checkpoint.position)?;
+        let input = reader.input;
+        reader.lexer = Lexer::at(input, checkpoint.position);
+        reader.phase = checkpoint.phase;
+        reader.doctype_seen = checkpoint.doctype_seen;
+        reader.elements = checkpoint.elements;
+        reader.open.extend(
+            checkpoint
+                .open
+                .iter()
+                .map(|&(start, len)| input.get(start..start + len).unwrap_or("")),
+        );
+        Ok(reader)
+    }
+
+    /// Where this reader stopped, to [`Self::resume`] there; meaningful after it ran out of
+    /// input ([`Self::ran_out`]).
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            position: self.lexer.start(),
+            phase: self.phase,
+            doctype_seen: self.doctype_seen,
+            open: self
+                .open
+                .iter()
+                .map(|name| {
+                    let offset =
+                        (name.as_ptr() as usize).wrapping_sub(self.input.as_ptr() as usize);
+                    (offset, name.len())
+                })
+                .collect(),
+            elements: self.elements,
+        }
+    }
+
+    /// Opens a reader; characters XML cannot carry are looked for from text offset
+    /// `checked_before` on (what comes before was checked by an earlier reader).
+    fn open(
+        bytes: &'a [u8],
+        limits: &Limits,
+        partial: bool,
+        checked_before: usize,
+    ) -> Result<Self, Fault> {
         if bytes.len() > limits.max_message_bytes {
             return Err(malformed(format!(
                 "the message is {} bytes, more than the limit of {} bytes",
@@ -189,7 +252,8 @@ impl<'a> Reader<'a> {
             }
             Err(e) => return Err(not_utf8(skipped + e.valid_up_to())),
         };
-        if let Some(at) = first_unrepresentable(input.as_bytes()) {
+        let unchecked = input.as_bytes().get(checked_before..).unwrap_or_default();
+        if let Some(at) = first_unrepresentable(unchecked).map(|at| checked_before + at) {
             let what = match input.as_bytes()[at] {
                 0 => "a NUL byte".to_owned(),
                 _ => format!(
@@ -243,6 +307,11 @@ impl<'a> Reader<'a> {
             }
             fault.into_error()
         })
+    }
+
+    /// How many elements are open.
+    pub(crate) fn depth(&self) -> usize {
+        self.open.len()
     }
 
     /// Whether reading stopped because the input ended before the root element closed.

@@ -67,6 +67,16 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// A lexer over `input` that starts at byte `position` (clamped to the input).
+    pub(super) fn at(input: &'a str, position: usize) -> Self {
+        let position = position.min(input.len());
+        Self {
+            input,
+            position,
+            start: position,
+        }
+    }
+
     /// The byte offset where the piece last returned, or the one that failed, starts.
     pub(super) fn start(&self) -> usize {
         self.start

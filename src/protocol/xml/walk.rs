@@ -2,7 +2,7 @@
 //! text-only content, and the final check of everything after the part a parser judged.
 
 use super::chars::is_all_space;
-use super::{Fault, Limits, Reader, TextPiece, Token};
+use super::{Checkpoint, Limits, Reader, TextPiece, Token};
 use crate::protocol::error::{ProtocolError, excerpt};
 use crate::protocol::{Arrival, Text};
 
@@ -79,30 +79,60 @@ pub(crate) fn parse_document<'a, T>(
 }
 
 /// [`parse_document`] on the bytes received so far: [`Arrival::Incomplete`] while the root
-/// element is open and nothing is wrong yet, otherwise exactly what [`parse_document`]
-/// returns for the same bytes.
+/// element is open and nothing is wrong yet (with where to resume, for [`scan_from`]),
+/// otherwise exactly what [`parse_document`] returns for the same bytes.
 pub(crate) fn parse_arrived_document<'a, T>(
     bytes: &'a [u8],
     limits: &Limits,
     root: &str,
     body: impl FnOnce(&mut Reader<'a>) -> Result<T, ProtocolError>,
-) -> Arrival<T> {
+) -> (Arrival<T>, Option<Checkpoint>) {
     let mut reader = match Reader::partial(bytes, limits) {
         Ok(reader) => reader,
-        Err(Fault::NeedMore(_)) => return Arrival::Incomplete,
         // The partial reader set aside an unfinished character at the end, so its verdict
         // may name another defect than the whole-buffer reader's: give the latter.
-        Err(Fault::Malformed(_)) => {
-            return Arrival::Complete(parse_document(bytes, limits, root, body));
+        Err(_) => {
+            return (
+                Arrival::Complete(parse_document(bytes, limits, root, body)),
+                None,
+            );
         }
     };
     let result = parse_root(&mut reader, root, body);
     if reader.ran_out() {
-        return Arrival::Incomplete;
+        return (Arrival::Incomplete, Some(reader.checkpoint()));
     }
-    match reader.unread_tail_error(bytes) {
-        Some(error) => Arrival::Complete(Err(error)),
-        None => Arrival::Complete(result),
+    let outcome = match reader.unread_tail_error(bytes) {
+        Some(error) => Err(error),
+        None => result,
+    };
+    (Arrival::Complete(outcome), None)
+}
+
+/// What [`scan_from`] found.
+pub(crate) enum Scan {
+    /// The input ran out again before the root element closed: resume here next time.
+    NeedMore(Checkpoint),
+    /// The root element has closed, or the bytes can never become a document: time for the
+    /// whole-buffer verdict.
+    Decided,
+}
+
+/// Reads on from `checkpoint` over `bytes` (which extend the bytes it was taken on) without
+/// judging structure or building values: only whether the root element has now closed or the
+/// bytes became hopeless.
+pub(crate) fn scan_from(bytes: &[u8], limits: &Limits, checkpoint: &Checkpoint) -> Scan {
+    let Ok(mut reader) = Reader::resume(bytes, limits, checkpoint) else {
+        return Scan::Decided;
+    };
+    loop {
+        match reader.next() {
+            Ok(Token::Close) if reader.depth() == 0 => return Scan::Decided,
+            Ok(Token::End) => return Scan::Decided,
+            Ok(_) => {}
+            Err(_) if reader.ran_out() => return Scan::NeedMore(reader.checkpoint()),
+            Err(_) => return Scan::Decided,
+        }
     }
 }
 
