@@ -264,6 +264,38 @@ fn slow_and_silent_connections_are_cut_at_the_read_deadline() {
 }
 
 #[test]
+fn a_registration_in_many_pieces_is_answered_once_whole_and_hopeless_bytes_at_once() {
+    // Generous deadline: only the message's own end (or its first hopeless byte) may end a read.
+    let crnpd = Crnpd::start(&["--client-timeout", "60"]);
+    let started = std::time::Instant::now();
+    let message = reg("ADD_CLIENT", 7040, &membership());
+    let mut stream = connect_from(ip(40), crnpd.listen);
+    stream.set_nodelay(true).expect("nodelay");
+    for piece in message.as_bytes().chunks(3) {
+        std::io::Write::write_all(&mut stream, piece).expect("write a piece");
+    }
+    let reply = read_to_end(&mut stream);
+    assert_eq!(status_of(&reply), "OK", "{reply}");
+
+    // A well-formed start, then a byte no continuation can repair: refused before the deadline.
+    let mut stream = connect_from(ip(41), crnpd.listen);
+    stream.set_nodelay(true).expect("nodelay");
+    for piece in [
+        &b"<SC_CALLBACK_REG VERSION=\"1.0\" PORT=\"7041\" "[..],
+        b"REG_TYPE",
+        b"=<",
+    ] {
+        std::io::Write::write_all(&mut stream, piece).expect("write a piece");
+    }
+    let reply = read_to_end(&mut stream);
+    assert_eq!(status_of(&reply), "MALFORMED", "{reply}");
+    assert!(!reply.contains("no complete message"), "{reply}");
+    assert!(started.elapsed() < WAIT);
+    let listed = crnpd.clients();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+#[test]
 fn connections_past_the_per_core_limit_get_low_resource() {
     let crnpd = Crnpd::start(&[
         "--cores",
