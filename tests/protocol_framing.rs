@@ -198,6 +198,16 @@ fn the_verdict_on_hopeless_bytes_is_the_whole_buffer_verdict() {
 }
 
 #[test]
+fn text_split_between_reads_is_judged_whole() {
+    // Found by the fuzz target: "]]" in one read and ">" in the next make a "]]>" in text.
+    for step in 1..8 {
+        assert_resumes_like_a_fresh_parse(b"<S>L]]><", step);
+        assert_resumes_like_a_fresh_parse(b"<S>a]]>b</S>", step);
+        assert_resumes_like_a_fresh_parse(b"<S>  x</S> \n ", step);
+    }
+}
+
+#[test]
 fn limits_apply_while_arriving() {
     let limits = Limits {
         max_message_bytes: 64,

@@ -169,6 +169,8 @@ pub(crate) struct Reader<'a> {
     attributes: Vec<RawAttribute<'a>>,
     /// The input ran out before the root element closed (only a partial reader can act on it).
     ran_out: bool,
+    /// More input may follow (see [`Self::partial`]).
+    partial: bool,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -281,6 +283,7 @@ impl<'a> Reader<'a> {
             pending_close: false,
             attributes: Vec::with_capacity(limits.max_attributes.min(8)),
             ran_out: false,
+            partial,
         })
     }
 
@@ -340,6 +343,12 @@ impl<'a> Reader<'a> {
                 Markup::StartTag { text, empty } => return self.open_element(text, empty),
                 Markup::EndTag(name) => return self.end_tag(name, position),
                 Markup::Text(text) => {
+                    // Text in the root running to the end of a partial input may go on in the
+                    // next bytes, and "no ']]>'" is a rule on the whole run: leave it for then.
+                    // (Outside the root, "white space only" can be judged piece by piece.)
+                    if self.partial && self.phase == Phase::Root && self.lexer.at_end() {
+                        return Err(Fault::NeedMore("the input ends inside text".into()));
+                    }
                     if self.phase == Phase::Root {
                         if lexer::find_delimiter(text.as_bytes(), b"]]>").is_some() {
                             return Err(malformed(format!(

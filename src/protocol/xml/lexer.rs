@@ -77,6 +77,11 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// Whether everything has been read.
+    pub(super) fn at_end(&self) -> bool {
+        self.position >= self.input.len()
+    }
+
     /// The byte offset where the piece last returned, or the one that failed, starts.
     pub(super) fn start(&self) -> usize {
         self.start
