@@ -94,6 +94,20 @@ fn subscribe(
     let err = lines_of(child.stderr.take().expect("stderr"));
     (child, out, err)
 }
+/// `crnp publish` of an `EC_cli_test` event of `subclass`, with `extra` arguments.
+fn publish_test_event(http: &str, subclass: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "publish",
+        "--http",
+        http,
+        "--class",
+        "EC_cli_test",
+        "--subclass",
+        subclass,
+    ];
+    args.extend_from_slice(extra);
+    crnp(&args)
+}
 
 fn crnp(args: &[&str]) -> (i32, String, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_crnp"))
@@ -262,19 +276,7 @@ fn crnp_health_publish_and_clients_report_through_exit_codes() {
     let (code, out, _) = crnp(&["health", "--http", &http]);
     assert_eq!((code, out.trim()), (0, "ready"));
 
-    let (code, out, err) = crnp(&[
-        "publish",
-        "--http",
-        &http,
-        "--class",
-        "EC_cli_test",
-        "--subclass",
-        "pub",
-        "--nv",
-        "a=1",
-        "--nv",
-        "l=x,y",
-    ]);
+    let (code, out, err) = publish_test_event(&http, "pub", &["--nv", "a=1", "--nv", "l=x,y"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.trim().parse::<u64>().is_ok(), "{out}");
 
@@ -314,17 +316,7 @@ fn crnp_subscribe_prints_json_events_and_unregisters_on_sigterm() {
         .expect("address in the line")
         .to_owned();
 
-    let (code, _, stderr) = crnp(&[
-        "publish",
-        "--http",
-        &http,
-        "--class",
-        "EC_cli_test",
-        "--subclass",
-        "sub",
-        "--nv",
-        "rg_name=rg1",
-    ]);
+    let (code, _, stderr) = publish_test_event(&http, "sub", &["--nv", "rg_name=rg1"]);
     assert_eq!(code, 0, "{stderr}");
     let line = wait_line(&out, |_| true);
     let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
@@ -347,15 +339,7 @@ fn crnp_subscribe_count_exits_after_the_events_and_prints_blocks() {
     let (listen, http) = (server.listen.to_string(), server.http.to_string());
     let (subscriber, out, err) = subscribe(&listen, "cnt", &["--count", "1"]);
     wait_line(&err, |line| line.contains("registered"));
-    let (code, _, stderr) = crnp(&[
-        "publish",
-        "--http",
-        &http,
-        "--class",
-        "EC_cli_test",
-        "--subclass",
-        "cnt",
-    ]);
+    let (code, _, stderr) = publish_test_event(&http, "cnt", &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(wait_line(&out, |_| true), "Received event:");
     assert_eq!(wait_line(&out, |_| true), "\tCLASS=EC_cli_test");
