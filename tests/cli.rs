@@ -94,6 +94,7 @@ fn subscribe(
     let err = lines_of(child.stderr.take().expect("stderr"));
     (child, out, err)
 }
+
 /// `crnp publish` of an `EC_cli_test` event of `subclass`, with `extra` arguments.
 fn publish_test_event(http: &str, subclass: &str, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec![
