@@ -136,6 +136,7 @@ pub(crate) fn scan_from(bytes: &[u8], limits: &Limits, checkpoint: &Checkpoint) 
     }
 }
 
+/// The root element, judged by `body`, then the rest of the input (see [`parse_document`]).
 fn parse_root<'a, T>(
     reader: &mut Reader<'a>,
     root: &str,
