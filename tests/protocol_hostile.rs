@@ -373,6 +373,20 @@ proptest! {
     }
 
     #[test]
+    fn a_caller_breaking_the_arrival_contract_gets_answers_not_panics(
+        first in "[<>/!?\\[\\]&;#x\"' =a-zA-Z0-9_:.\\-\n\u{e9}]{0,120}",
+        second in proptest::collection::vec(any::<u8>(), 0..160),
+    ) {
+        // ArrivingRegistration expects each call's bytes to extend the last; bytes that do not
+        // (shorter, or different) may get any verdict, but never a panic.
+        let limits = Limits::default();
+        let mut arriving = ArrivingRegistration::default();
+        let _ = arriving.parse(first.as_bytes(), &limits);
+        let _ = arriving.parse(&second, &limits);
+        let _ = arriving.parse(first.as_bytes(), &limits);
+    }
+
+    #[test]
     fn xml_ish_text_never_panics(text in "[<>/!?\\[\\]&;#x\"' =a-zA-Z0-9_:.\\-\n\u{e9}\u{FEFF}]{0,200}") {
         exercise(text.as_bytes());
     }
