@@ -3,7 +3,7 @@
 # else the machine is doing, unlike any timing on a shared VM.
 #
 #   scripts/instructions-per-call.sh 'cpu/parse ADD' 'CallbackReg*parse'
-#   scripts/instructions-per-call.sh 'cpu/scan' 'scan_document'
+#   scripts/instructions-per-call.sh 'cpu/parse SC_EVENT' 'Event*parse'
 #
 # The first argument selects a case of `cargo bench --bench codec`, the second is the function
 # whose calls are counted (a callgrind --toggle-collect pattern, without the surrounding '*').
