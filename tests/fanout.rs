@@ -101,7 +101,7 @@ fn no_descriptor_leaks_after_a_hundred_thousand_deliveries_to_live_dead_and_hang
             "OK"
         );
     }
-    let idle_fds = crnpd.metric("crnp_open_fds", &[]);
+    let idle_fds = idle_descriptors(&crnpd);
     let hanging: Vec<(TcpListener, Vec<TcpStream>)> = (0..30)
         .map(|i| hanging_listener(loopback(21, 1 + i)))
         .collect();
@@ -140,6 +140,17 @@ fn no_descriptor_leaks_after_a_hundred_thousand_deliveries_to_live_dead_and_hang
     assert!(timeouts >= 1500.0, "hanging clients timed out: {timeouts}");
     let fds = crnpd.wait_metric("crnp_open_fds", &[], |v| v <= idle_fds);
     assert_eq!(fds, idle_fds, "back to the idle level");
+}
+
+/// The descriptors crnpd holds when nothing is in progress. A registration connection or the
+/// previous scrape's HTTP connection can still be closing when a scrape counts, and each only ever
+/// adds to the count, so the idle level is the least of a few counts taken once no registration
+/// connection is open.
+fn idle_descriptors(crnpd: &Crnpd) -> f64 {
+    crnpd.wait_metric("crnp_registration_connections", &[], |v| v == 0.0);
+    (0..5)
+        .map(|_| crnpd.metric("crnp_open_fds", &[]))
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Delivery is at least once: a retried attempt may repeat an event, never skip or reorder one.
