@@ -144,8 +144,8 @@ fn no_descriptor_leaks_after_a_hundred_thousand_deliveries_to_live_dead_and_hang
     );
     let timeouts = crnpd.metric("crnp_delivery_failures_total", &["cause=\"timeout\""]);
     assert!(timeouts >= 1500.0, "hanging clients timed out: {timeouts}");
-    let fds = crnpd.wait_metric("crnp_open_fds", &[], |v| v <= idle_fds);
-    assert_eq!(fds, idle_fds, "back to the idle level");
+    // Back to the idle level: a leaked descriptor keeps the count above it, and the wait fails.
+    crnpd.wait_metric("crnp_open_fds", &[], |v| v <= idle_fds);
 }
 
 /// The descriptors crnpd holds when nothing is in progress. A registration connection or the
