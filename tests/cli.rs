@@ -73,23 +73,19 @@ fn subscribe(
     subclass: &str,
     extra: &[&str],
 ) -> (Child, Receiver<String>, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crnp"))
-        .args([
-            "subscribe",
-            "--server",
-            listen,
-            "--port",
-            "0",
-            "--class",
-            "EC_cli_test",
-        ])
-        .args(["--subclass", subclass])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("crnp subscribe starts");
+    let mut args = vec![
+        "subscribe",
+        "--server",
+        listen,
+        "--port",
+        "0",
+        "--class",
+        "EC_cli_test",
+        "--subclass",
+        subclass,
+    ];
+    args.extend_from_slice(extra);
+    let mut child = spawn_crnp(&args);
     let out = lines_of(child.stdout.take().expect("stdout"));
     let err = lines_of(child.stderr.take().expect("stderr"));
     (child, out, err)
@@ -110,14 +106,9 @@ fn publish_test_event(http: &str, subclass: &str, extra: &[&str]) -> (i32, Strin
     crnp(&args)
 }
 
+/// Runs `crnp` with `args` to its end (at most [`WAIT`]): exit code, stdout, stderr.
 fn crnp(args: &[&str]) -> (i32, String, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_crnp"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("crnp starts");
+    let child = spawn_crnp(args);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -131,6 +122,17 @@ fn crnp(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Starts `crnp` with `args`, no stdin, and stdout and stderr piped.
+fn spawn_crnp(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_crnp"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crnp starts")
 }
 
 /// A registration for one (class, subclass) from the given port.

@@ -809,11 +809,7 @@ fn an_unreadable_store_file_is_refused_at_startup_naming_its_mode() {
     assert_clear_startup_error(code, &stderr, &file, &["mode 000"]);
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
     let again = Crnpd::start_in(&data, temp.path(), &[]);
-    assert_eq!(
-        again.clients().as_array().expect("clients").len(),
-        2,
-        "nothing was lost"
-    );
+    assert_eq!(again.client_count(), 2, "nothing was lost");
 }
 
 /// Unmounts the small tmpfs when the test ends, however it ends.

@@ -169,6 +169,11 @@ impl Crnpd {
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).expect("clients JSON")
     }
+
+    /// How many clients GET /v1/clients lists.
+    pub fn client_count(&self) -> usize {
+        self.clients().as_array().expect("a client array").len()
+    }
 }
 
 impl Drop for Crnpd {
