@@ -105,6 +105,22 @@ pub struct Settings {
     /// Events queued for one client at most; past it the client is removed [default: 10000].
     #[arg(long, env = "CRNPD_MAX_QUEUE_DEPTH")]
     pub max_queue_depth: Option<usize>,
+    /// Event types one client may hold; a registration past it gets LOW_RESOURCE [default: 1000].
+    #[arg(long, env = "CRNPD_MAX_EVENT_TYPES")]
+    pub max_event_types: Option<usize>,
+    /// Latest states kept for new registrations; past it the oldest is forgotten [default: 100000].
+    #[arg(long, env = "CRNPD_MAX_LATEST_STATES")]
+    pub max_latest_states: Option<usize>,
+    /// HTTP connections open at once; more get 503 and are closed [default: 256].
+    #[arg(long, env = "CRNPD_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
+    /// Seconds an HTTP client has to send a request's headers, and to start the next request
+    /// on a kept-alive connection [default: 10].
+    #[arg(long, env = "CRNPD_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<Seconds>,
+    /// Seconds an HTTP client has to send a request's body [default: 30].
+    #[arg(long, env = "CRNPD_HTTP_BODY_TIMEOUT")]
+    pub http_body_timeout: Option<Seconds>,
     /// Registry writes that may share one durable commit [default: 4096].
     #[arg(long, env = "CRNPD_MAX_COMMIT_BATCH")]
     pub max_commit_batch: Option<usize>,
@@ -188,6 +204,16 @@ pub struct Config {
     pub max_connections: usize,
     /// Events queued for one client at most.
     pub max_queue_depth: usize,
+    /// Event types one client may hold.
+    pub max_event_types: usize,
+    /// Latest states kept.
+    pub max_latest_states: usize,
+    /// HTTP connections open at once.
+    pub max_http_connections: usize,
+    /// Time for a request's headers, and for the next request on a kept-alive connection.
+    pub http_header_timeout: Duration,
+    /// Time for a request's body.
+    pub http_body_timeout: Duration,
     /// Registry writes that may share one durable commit.
     pub max_commit_batch: usize,
     /// Time allowed for in-flight work at shutdown.
@@ -256,6 +282,11 @@ impl Settings {
             max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
             max_connections: self.max_connections.or(lower.max_connections),
             max_queue_depth: self.max_queue_depth.or(lower.max_queue_depth),
+            max_event_types: self.max_event_types.or(lower.max_event_types),
+            max_latest_states: self.max_latest_states.or(lower.max_latest_states),
+            max_http_connections: self.max_http_connections.or(lower.max_http_connections),
+            http_header_timeout: self.http_header_timeout.or(lower.http_header_timeout),
+            http_body_timeout: self.http_body_timeout.or(lower.http_body_timeout),
             max_commit_batch: self.max_commit_batch.or(lower.max_commit_batch),
             shutdown_timeout: self.shutdown_timeout.or(lower.shutdown_timeout),
             standby: self.standby.or(lower.standby),
@@ -299,6 +330,15 @@ impl Settings {
             max_message_bytes: self.max_message_bytes.unwrap_or(64 * 1024),
             max_connections: self.max_connections.unwrap_or(4096),
             max_queue_depth: self.max_queue_depth.unwrap_or(10_000),
+            max_event_types: self.max_event_types.unwrap_or(1000),
+            max_latest_states: self.max_latest_states.unwrap_or(100_000),
+            max_http_connections: self.max_http_connections.unwrap_or(256),
+            http_header_timeout: self
+                .http_header_timeout
+                .map_or(Duration::from_secs(10), |s| s.0),
+            http_body_timeout: self
+                .http_body_timeout
+                .map_or(Duration::from_secs(30), |s| s.0),
             max_commit_batch: self.max_commit_batch.unwrap_or(4096),
             shutdown_timeout: self
                 .shutdown_timeout
@@ -355,6 +395,35 @@ impl Config {
             self.max_queue_depth >= 1,
             "at least 1",
         )?;
+        check(
+            "max-event-types",
+            self.max_event_types,
+            self.max_event_types >= 1,
+            "at least 1",
+        )?;
+        check(
+            "max-latest-states",
+            self.max_latest_states,
+            self.max_latest_states >= 1,
+            "at least 1",
+        )?;
+        check(
+            "max-http-connections",
+            self.max_http_connections,
+            self.max_http_connections >= 1,
+            "at least 1",
+        )?;
+        for (setting, value) in [
+            ("http-header-timeout", self.http_header_timeout),
+            ("http-body-timeout", self.http_body_timeout),
+        ] {
+            check(
+                setting,
+                value.as_secs_f64(),
+                value >= Duration::from_millis(1),
+                "at least 0.001 seconds",
+            )?;
+        }
         check(
             "max-commit-batch",
             self.max_commit_batch,

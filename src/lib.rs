@@ -8,12 +8,14 @@
 //! - [`delivery`]: the per-client queue and retry schedule, without I/O.
 //! - [`engine`]: the io_uring data plane, one thread per core: registrations in, deliveries out.
 //! - [`control`]: the HTTP control plane: publish, admin, health, metrics.
-//! - [`config`], [`server`], [`store_cli`]: configuration, start-up and shutdown, store commands.
+//! - [`config`], [`budget`], [`server`], [`store_cli`]: configuration, the division of file
+//!   descriptors, start-up and shutdown, store commands.
 //! - [`event_json`], [`telemetry`]: the JSON event form; metric names and recording.
 //! - [`client`]: the client side (register, callback listener, HTTP API) used by tools and tests.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod acl;
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod control;

@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::budget::{self, BudgetError, DescriptorBudget};
 use crate::config::Config;
+use crate::control::serve::HttpLimits;
 use crate::control::{self, ControlState};
 use crate::engine::{self, CoreChannels, Engine};
 use crate::registry::service::{self, ServiceLimits};
-use crate::registry::{Store, StoreError};
+use crate::registry::{RegistryLimits, Store, StoreError};
 use crate::telemetry;
 
 /// Why the server could not start.
@@ -29,6 +31,9 @@ pub enum StartError {
     /// A setting is unsafe in combination with another.
     #[error("{0}")]
     Unsafe(String),
+    /// The descriptor limit is too small for the configured limits.
+    #[error(transparent)]
+    Descriptors(#[from] BudgetError),
     /// A thread or runtime could not be created, or metrics could not be installed.
     #[error("cannot start: {0}")]
     Runtime(String),
@@ -83,16 +88,51 @@ pub fn run(config: Config) -> Result<(), StartError> {
             config.http
         )));
     }
+    let budget = plan_descriptors(&config)?;
     let prometheus = install_metrics()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("crnp-control")
         .build()
         .map_err(|e| StartError::Runtime(e.to_string()))?;
-    runtime.block_on(serve(config, prometheus))
+    runtime.block_on(serve(config, budget, prometheus))
 }
 
-async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), StartError> {
+/// Raises the soft descriptor limit to the hard one and divides it among HTTP connections,
+/// registration connections and deliveries.
+fn plan_descriptors(config: &Config) -> Result<DescriptorBudget, StartError> {
+    let limit = budget::raise_descriptor_limit()
+        .map_err(|e| StartError::Runtime(format!("cannot read the descriptor limit: {e}")))?;
+    let budget = DescriptorBudget::plan(
+        limit.now,
+        config.cores,
+        config.max_http_connections,
+        config.max_connections,
+    )?;
+    tracing::info!(
+        soft_before = limit.before,
+        soft = limit.now,
+        hard = limit.hard,
+        http_connections = budget.http_connections,
+        registrations_per_core = budget.registrations_per_core,
+        deliveries_per_core = budget.deliveries_per_core,
+        "descriptor limit raised and divided"
+    );
+    if budget.registrations_per_core < config.max_connections {
+        tracing::warn!(
+            configured = config.max_connections,
+            effective = budget.registrations_per_core,
+            "--max-connections is more than the descriptor limit leaves; raise the limit to get it"
+        );
+    }
+    Ok(budget)
+}
+
+async fn serve(
+    config: Config,
+    budget: DescriptorBudget,
+    prometheus: PrometheusHandle,
+) -> Result<(), StartError> {
     let upkeep = tokio::spawn(metrics_upkeep(prometheus.clone()));
     let http = tokio::net::TcpListener::bind(config.http)
         .await
@@ -108,20 +148,22 @@ async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), Start
         prometheus,
         config.admin_token.clone(),
         config.max_message_bytes.max(1 << 20),
+        config.http_body_timeout,
     );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = control::router(state.clone());
-    let http_task = tokio::spawn(async move {
-        let shutdown = async move {
+    let http_limits = HttpLimits {
+        max_connections: budget.http_connections,
+        header_timeout: config.http_header_timeout,
+    };
+    let http_task = tokio::spawn(control::serve::serve(
+        http,
+        router,
+        http_limits,
+        async move {
             let _ = http_stopped.await;
-        };
-        if let Err(error) = axum::serve(http, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "control plane stopped");
-        }
-    });
+        },
+    ));
 
     let store = tokio::select! {
         store = open_store(&config) => store?,
@@ -136,15 +178,19 @@ async fn serve(config: Config, prometheus: PrometheusHandle) -> Result<(), Start
     })?;
     telemetry::register_cores(config.cores);
     let channels = CoreChannels::new(config.cores);
-    let dispatcher = channels.dispatcher();
+    let (dispatcher, probe) = (channels.dispatcher(), channels.probe());
     let limits = ServiceLimits {
-        max_clients: config.max_clients,
+        registry: RegistryLimits {
+            max_clients: config.max_clients,
+            max_event_types: config.max_event_types,
+            max_latest_states: config.max_latest_states,
+        },
         max_commit_batch: config.max_commit_batch,
     };
-    let (registry, registry_thread) = service::start(store, limits, dispatcher.clone())?;
-    let engine = Engine::start(&config, listeners, listen, channels, &registry)
+    let (registry, registry_thread) = service::start(store, limits, dispatcher)?;
+    let engine = Engine::start(&config, listeners, listen, channels, &registry, &budget)
         .map_err(|e| StartError::Runtime(format!("cores: {e}")))?;
-    state.activate(registry.clone(), dispatcher);
+    state.activate(registry.clone(), probe);
     tracing::info!(listen = %engine.listen, http = %http_addr, cores = config.cores, "crnpd started");
     println!("crnpd ready listen={} http={}", engine.listen, http_addr);
 

@@ -17,7 +17,9 @@ use metrics::{
     gauge, histogram,
 };
 
+use crate::delivery::{FailureCause, Shortage};
 use crate::protocol::{RegType, StatusCode};
+use crate::registry::RemovalReason;
 
 /// Events accepted by the publish API (counted once durable).
 pub const EVENTS_PUBLISHED: &str = "crnp_events_published_total";
@@ -25,7 +27,7 @@ pub const EVENTS_PUBLISHED: &str = "crnp_events_published_total";
 pub const EVENT_SERIALIZATIONS: &str = "crnp_event_serializations_total";
 /// Delivery attempts by result (`ok`, `error`) and core.
 pub const DELIVERY_ATTEMPTS: &str = "crnp_delivery_attempts_total";
-/// Failed delivery attempts by cause (see [`FAILURE_CAUSES`]) and core.
+/// Failed delivery attempts by cause (see [`FailureCause`]) and core.
 pub const DELIVERY_FAILURES: &str = "crnp_delivery_failures_total";
 /// Events delivered (an attempt that completed), by core.
 pub const EVENTS_DELIVERED: &str = "crnp_events_delivered_total";
@@ -35,7 +37,7 @@ pub const DELIVERY_LATENCY: &str = "crnp_delivery_latency_seconds";
 pub const REGISTRATIONS: &str = "crnp_registrations_total";
 /// Registered clients.
 pub const CLIENTS: &str = "crnp_clients";
-/// Clients removed, by reason (see [`REMOVAL_REASONS`]).
+/// Clients removed, by reason (see [`RemovalReason`]).
 pub const CLIENTS_REMOVED: &str = "crnp_clients_removed_total";
 /// Deliveries waiting in client queues (including the one in flight), per core.
 pub const QUEUED_DELIVERIES: &str = "crnp_queued_deliveries";
@@ -55,6 +57,19 @@ pub const COMMIT_BATCH: &str = "crnp_registry_commit_batch_size";
 pub const COMMIT_SECONDS: &str = "crnp_registry_commit_seconds";
 /// Registry commits that failed (their whole batch was refused).
 pub const COMMIT_ERRORS: &str = "crnp_registry_commit_errors_total";
+/// Delivery attempts put off because crnpd itself ran short (descriptors, memory, socket
+/// buffers), by resource (see [`Shortage`]) and core; never counted against a client.
+pub const LOCAL_SHORTAGES: &str = "crnp_local_shortages_total";
+/// Deliveries one core may have in flight at once: its share of the descriptor budget.
+pub const DELIVERY_SLOTS: &str = "crnp_delivery_slots";
+/// Latest states held (one per event type and resource; bounded by `--max-latest-states`).
+pub const LATEST_STATES: &str = "crnp_latest_states";
+/// Latest states forgotten because the table was full (the oldest goes first).
+pub const LATEST_EVICTED: &str = "crnp_latest_states_evicted_total";
+/// HTTP connections open on the control plane.
+pub const HTTP_CONNECTIONS: &str = "crnp_http_connections";
+/// HTTP connections turned away at `--max-http-connections`.
+pub const HTTP_CONNECTIONS_REJECTED: &str = "crnp_http_connections_rejected_total";
 /// Open file descriptors of the process.
 pub const OPEN_FDS: &str = "crnp_open_fds";
 /// The process's file descriptor limit (RLIMIT_NOFILE, soft).
@@ -85,20 +100,18 @@ pub const ALL_METRICS: &[&str] = &[
     COMMIT_BATCH,
     COMMIT_SECONDS,
     COMMIT_ERRORS,
+    LOCAL_SHORTAGES,
+    DELIVERY_SLOTS,
+    LATEST_STATES,
+    LATEST_EVICTED,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTIONS_REJECTED,
     OPEN_FDS,
     MAX_FDS,
     ACTIVE,
     BUILD_INFO,
 ];
 
-/// The `cause` label of [`DELIVERY_FAILURES`]: the engine's attempt error classes.
-pub const FAILURE_CAUSES: [&str; 5] = ["refused", "timeout", "reset", "no_port", "other"];
-/// The `reason` label of [`CLIENTS_REMOVED`].
-///
-/// `unreachable`: every delivery attempt of an event failed; `queue_overflow`: the client's
-/// queue hit `--max-queue-depth`; `admin`: `DELETE /v1/clients/...`; `remove_client`: the
-/// client sent REMOVE_CLIENT.
-pub const REMOVAL_REASONS: [&str; 4] = ["unreachable", "queue_overflow", "admin", "remove_client"];
 /// The `form` label of [`REGISTRATIONS`] for a message that did not parse far enough.
 pub const UNKNOWN_FORM: &str = "unknown";
 
@@ -194,6 +207,30 @@ pub fn describe() {
         ACTIVE,
         "1 while this instance holds the store and serves, 0 as a standby or while stopping."
     );
+    describe_counter!(
+        LOCAL_SHORTAGES,
+        "Delivery attempts put off because crnpd itself ran short (descriptors, memory, buffers), by resource and core; never counted against a client."
+    );
+    describe_gauge!(
+        DELIVERY_SLOTS,
+        "Deliveries one core may have in flight at once: its share of the descriptor budget."
+    );
+    describe_gauge!(
+        LATEST_STATES,
+        "Latest states held, one per class, subclass and resource or group (bounded by --max-latest-states)."
+    );
+    describe_counter!(
+        LATEST_EVICTED,
+        "Latest states forgotten because the table was full; the one whose latest event is the oldest goes first."
+    );
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        "HTTP connections open on the control plane."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_REJECTED,
+        "HTTP connections answered 503 and closed at --max-http-connections."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label names the running crnpd build."
@@ -221,9 +258,13 @@ pub fn describe() {
         counter!(REGISTRATIONS, "form" => UNKNOWN_FORM, "status" => status.as_str()).absolute(0);
     }
     gauge!(CLIENTS).set(0.0);
-    for reason in REMOVAL_REASONS {
-        counter!(CLIENTS_REMOVED, "reason" => reason).absolute(0);
+    for reason in RemovalReason::ALL {
+        counter!(CLIENTS_REMOVED, "reason" => reason.label()).absolute(0);
     }
+    gauge!(LATEST_STATES).set(0.0);
+    counter!(LATEST_EVICTED).absolute(0);
+    gauge!(HTTP_CONNECTIONS).set(0.0);
+    counter!(HTTP_CONNECTIONS_REJECTED).absolute(0);
     counter!(CONNECTIONS_REJECTED).absolute(0);
     gauge!(REGISTRY_QUEUE).set(0.0);
     let _ = histogram!(COMMIT_BATCH);
@@ -252,15 +293,35 @@ pub fn clients_registered(count: usize) {
     gauge!(CLIENTS).set(count as f64);
 }
 
-/// Counts a removed client; `reason` is one of [`REMOVAL_REASONS`].
-pub fn client_removed(reason: &'static str) {
-    counter!(CLIENTS_REMOVED, "reason" => reason).increment(1);
+/// Counts a removed client.
+pub fn client_removed(reason: RemovalReason) {
+    counter!(CLIENTS_REMOVED, "reason" => reason.label()).increment(1);
 }
 
-/// Counts published events; each was serialized exactly once.
+/// Counts published events, once durable.
 pub fn events_published(count: usize) {
     counter!(EVENTS_PUBLISHED).increment(count as u64);
-    counter!(EVENT_SERIALIZATIONS).increment(count as u64);
+}
+
+/// Counts one SC_EVENT serialization, where it happens.
+pub fn event_serialized() {
+    counter!(EVENT_SERIALIZATIONS).increment(1);
+}
+
+/// Sets the number of latest states held and counts those just forgotten.
+pub fn latest_states(held: usize, evicted: usize) {
+    gauge!(LATEST_STATES).set(held as f64);
+    counter!(LATEST_EVICTED).increment(evicted as u64);
+}
+
+/// Sets the number of open HTTP connections.
+pub fn http_connections(open: usize) {
+    gauge!(HTTP_CONNECTIONS).set(open as f64);
+}
+
+/// Counts an HTTP connection turned away at the limit.
+pub fn http_connection_rejected() {
+    counter!(HTTP_CONNECTIONS_REJECTED).increment(1);
 }
 
 /// Records one registry commit.
@@ -315,8 +376,12 @@ pub struct CoreMetrics {
     pub attempts_ok: Counter,
     /// Attempts that failed.
     pub attempts_error: Counter,
-    /// Failed attempts by cause, in the order of [`FAILURE_CAUSES`].
-    failures: [Counter; FAILURE_CAUSES.len()],
+    /// Failed attempts by cause, in the order of [`FailureCause::ALL`].
+    failures: [Counter; FailureCause::ALL.len()],
+    /// Attempts put off by a shortage of crnpd's own, in the order of [`Shortage::ALL`].
+    shortages: [Counter; Shortage::ALL.len()],
+    /// Deliveries this core may have in flight.
+    pub slots: Gauge,
     /// Events delivered.
     pub delivered: Counter,
     /// Publish-to-delivery latency.
@@ -336,8 +401,13 @@ impl CoreMetrics {
         let metrics = CoreMetrics {
             attempts_ok: counter!(DELIVERY_ATTEMPTS, "result" => "ok", "core" => core.clone()),
             attempts_error: counter!(DELIVERY_ATTEMPTS, "result" => "error", "core" => core.clone()),
-            failures: FAILURE_CAUSES
-                .map(|cause| counter!(DELIVERY_FAILURES, "cause" => cause, "core" => core.clone())),
+            failures: FailureCause::ALL.map(|cause| {
+                counter!(DELIVERY_FAILURES, "cause" => cause.label(), "core" => core.clone())
+            }),
+            shortages: Shortage::ALL.map(|shortage| {
+                counter!(LOCAL_SHORTAGES, "resource" => shortage.label(), "core" => core.clone())
+            }),
+            slots: gauge!(DELIVERY_SLOTS, "core" => core.clone()),
             delivered: counter!(EVENTS_DELIVERED, "core" => core.clone()),
             latency: histogram!(DELIVERY_LATENCY, "core" => core.clone()),
             queued: gauge!(QUEUED_DELIVERIES, "core" => core.clone()),
@@ -348,14 +418,15 @@ impl CoreMetrics {
         metrics
     }
 
-    /// Counts a failed attempt by its cause (one of [`FAILURE_CAUSES`]; anything else counts as `other`).
-    pub fn failure(&self, cause: &'static str) {
+    /// Counts a failed attempt by its cause.
+    pub fn failure(&self, cause: FailureCause) {
         self.attempts_error.increment(1);
-        let index = FAILURE_CAUSES
-            .iter()
-            .position(|c| *c == cause)
-            .unwrap_or(FAILURE_CAUSES.len() - 1);
-        self.failures[index].increment(1);
+        self.failures[cause as usize].increment(1);
+    }
+
+    /// Counts an attempt put off by a shortage of crnpd's own.
+    pub fn shortage(&self, shortage: Shortage) {
+        self.shortages[shortage as usize].increment(1);
     }
 }
 
@@ -389,6 +460,9 @@ mod tests {
             CLIENTS_REMOVED,
             CONNECTIONS_REJECTED,
             COMMIT_ERRORS,
+            LOCAL_SHORTAGES,
+            LATEST_EVICTED,
+            HTTP_CONNECTIONS_REJECTED,
         ];
         for name in ALL_METRICS {
             assert_eq!(
@@ -400,11 +474,12 @@ mod tests {
     }
 
     #[test]
-    fn every_cause_the_engine_reports_has_its_own_series() {
-        assert_eq!(
-            FAILURE_CAUSES.last(),
-            Some(&"other"),
-            "the fallback is last"
-        );
+    fn every_cause_and_shortage_indexes_its_own_series() {
+        for (index, cause) in FailureCause::ALL.into_iter().enumerate() {
+            assert_eq!(cause as usize, index, "{cause}");
+        }
+        for (index, shortage) in Shortage::ALL.into_iter().enumerate() {
+            assert_eq!(shortage as usize, index, "{shortage}");
+        }
     }
 }

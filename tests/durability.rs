@@ -748,7 +748,8 @@ fn a_corrupt_store_is_a_clear_startup_error_never_a_panic_nor_an_empty_registry(
     garbage.iter_mut().for_each(|b| *b = rng.next() as u8);
     let mut overwritten = healthy.clone();
     overwritten[512..4608].fill(0xAB);
-    let damaged: [(&str, Vec<u8>); 4] = [
+    let damaged: [(&str, Vec<u8>); 5] = [
+        ("empty", Vec::new()),
         ("random bytes", garbage),
         ("text", b"not a database\n".to_vec()),
         ("overwritten header pages", overwritten),

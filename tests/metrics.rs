@@ -61,7 +61,7 @@ fn every_metric_is_exported_with_help_from_start_up() {
         );
     }
     // The label sets known up front exist at 0, so rate() and alerts work from the first scrape.
-    for cause in crnp::telemetry::FAILURE_CAUSES {
+    for cause in crnp::delivery::FailureCause::ALL.map(|c| c.label()) {
         let series = format!("cause=\"{cause}\"");
         assert!(
             text.contains(&format!(
@@ -70,12 +70,20 @@ fn every_metric_is_exported_with_help_from_start_up() {
             "no zero series for cause {cause}:\n{text}"
         );
     }
-    for reason in crnp::telemetry::REMOVAL_REASONS {
+    for reason in crnp::registry::RemovalReason::ALL.map(|r| r.label()) {
         assert!(
             text.contains(&format!(
                 "crnp_clients_removed_total{{reason=\"{reason}\"}} 0"
             )),
             "no zero series for removal reason {reason}"
+        );
+    }
+    for resource in crnp::delivery::Shortage::ALL.map(|s| s.label()) {
+        assert!(
+            text.contains(&format!(
+                "crnp_local_shortages_total{{resource=\"{resource}\",core=\"1\"}} 0"
+            )),
+            "no zero series for shortage {resource}:\n{text}"
         );
     }
     for (form, status) in [

@@ -20,6 +20,11 @@ fn text() -> impl Strategy<Value = Text> {
     prop::collection::vec(piece, 0..12).prop_map(|pieces| Text::from(pieces.concat()))
 }
 
+/// Any text XML can carry except the empty text: a CLASS or SUBCLASS no event can have.
+fn name_text() -> impl Strategy<Value = Text> {
+    text().prop_map(|t| if t.is_empty() { Text::from("c") } else { t })
+}
+
 fn nvpair() -> impl Strategy<Value = NvPair> {
     (text(), prop::collection::vec(text(), 1..4)).prop_map(|(name, values)| NvPair { name, values })
 }
@@ -29,10 +34,10 @@ fn event_type() -> impl Strategy<Value = EventType> {
         Just(EventType::membership()),
         text().prop_map(EventType::rg_state),
         text().prop_map(EventType::r_state),
-        text().prop_map(EventType::class_only),
+        name_text().prop_map(EventType::class_only),
         (
-            text(),
-            prop::option::of(text()),
+            name_text(),
+            prop::option::of(name_text()),
             prop::collection::vec(nvpair(), 0..3)
         )
             .prop_map(|(class, subclass, nvpairs)| EventType {

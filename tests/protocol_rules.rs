@@ -479,15 +479,26 @@ fn state_subclasses_need_exactly_one_name_pair() {
 #[test]
 fn unknown_class_and_subclass_are_accepted() {
     let parsed = events(&add_client(
-        "<SC_EVENT_REG CLASS=\"EC_Future\" SUBCLASS=\"ESC_whatever\"/><SC_EVENT_REG CLASS=\"\"/>",
+        "<SC_EVENT_REG CLASS=\"EC_Future\" SUBCLASS=\"ESC_whatever\"/><SC_EVENT_REG CLASS=\"EC_Other\"/>",
     ));
     assert_eq!(
         parsed,
         vec![
             EventType::new("EC_Future", Some("ESC_whatever"), vec![]),
-            EventType::class_only("")
+            EventType::class_only("EC_Other")
         ]
     );
+}
+
+#[test]
+fn an_empty_class_or_subclass_is_invalid_since_no_event_can_have_one() {
+    for content in [
+        "<SC_EVENT_REG CLASS=\"\"/>",
+        "<SC_EVENT_REG CLASS=\"EC_Cluster\" SUBCLASS=\"\"/>",
+    ] {
+        let error = reg(&add_client(content)).expect_err(content);
+        assert_eq!(error.status, StatusCode::Invalid, "{content}: {error:?}");
+    }
 }
 
 #[test]

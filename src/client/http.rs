@@ -46,6 +46,31 @@ struct Published {
     sequences: Vec<u64>,
 }
 
+/// The first wait before a publish answered 503 is sent again; it doubles up to
+/// [`BUSY_WAIT_MAX`] until the publisher's timeout.
+const BUSY_WAIT_MIN: Duration = Duration::from_millis(50);
+/// The longest wait between two tries of a publish answered 503.
+const BUSY_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// Connects to the HTTP API at `addr` within `timeout`.
+async fn handshake(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    let connect = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ClientError::Http { addr, source })?;
+        tokio::spawn(conn);
+        Ok(sender)
+    };
+    within(addr, timeout, "connecting to the HTTP API", connect).await
+}
+
 /// A kept-alive HTTP/1.1 connection to crnpd's control API, for publishing many batches.
 #[derive(Debug)]
 pub struct Publisher {
@@ -60,20 +85,8 @@ pub struct Publisher {
 impl Publisher {
     /// Connects to the HTTP API at `addr`; `timeout` bounds the connect and each request.
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
-        let connect = async {
-            let stream = TcpStream::connect(addr)
-                .await
-                .map_err(|source| ClientError::Connect { addr, source })?;
-            let _ = stream.set_nodelay(true);
-            let (sender, conn) = http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| ClientError::Http { addr, source })?;
-            tokio::spawn(conn);
-            Ok(sender)
-        };
-        let sender = within(addr, timeout, "connecting to the HTTP API", connect).await?;
         Ok(Self {
-            sender,
+            sender: handshake(addr, timeout).await?,
             addr,
             timeout,
         })
@@ -96,10 +109,27 @@ impl Publisher {
         content_type: &'static str,
         body: Bytes,
     ) -> Result<Vec<u64>, ClientError> {
-        let path = Uri::from_static("/v1/events");
-        let (status, body) = self
-            .request(Method::POST, path, Some((content_type, body)))
-            .await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut wait = BUSY_WAIT_MIN;
+        let (status, body) = loop {
+            if self.sender.is_closed() {
+                // crnpd closes a kept-alive connection that stayed idle past its header
+                // timeout; nothing was sent on it since, so a new one loses nothing.
+                self.sender = handshake(self.addr, self.timeout).await?;
+            }
+            let path = Uri::from_static("/v1/events");
+            let answer = self
+                .request(Method::POST, path, Some((content_type, body.clone())))
+                .await?;
+            // 503: crnpd is at its HTTP connection limit, or not active (a standby, a
+            // failover in progress); nothing was published, so trying again is safe.
+            if answer.0 != 503 || tokio::time::Instant::now() + wait >= deadline {
+                break answer;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(BUSY_WAIT_MAX);
+            self.sender = handshake(self.addr, self.timeout).await?;
+        };
         let body = expect_success(self.addr, status, body)?;
         let published: Published =
             serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {

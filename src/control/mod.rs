@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod health;
 mod publish;
+pub mod serve;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::engine::CoreDispatcher;
+use crate::engine::CoreProbe;
 use crate::registry::service::RegistryHandle;
 use crate::telemetry;
 
@@ -29,13 +30,14 @@ struct Inner {
     prometheus: PrometheusHandle,
     admin_token: Option<String>,
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
 }
 
 /// The parts that exist once this instance is active.
 #[derive(Debug)]
 struct Serving {
     registry: RegistryHandle,
-    cores: CoreDispatcher,
+    cores: CoreProbe,
 }
 
 impl ControlState {
@@ -44,6 +46,7 @@ impl ControlState {
         prometheus: PrometheusHandle,
         admin_token: Option<String>,
         max_body_bytes: usize,
+        body_timeout: std::time::Duration,
     ) -> Self {
         ControlState {
             inner: Arc::new(Inner {
@@ -52,12 +55,13 @@ impl ControlState {
                 prometheus,
                 admin_token,
                 max_body_bytes,
+                body_timeout,
             }),
         }
     }
 
     /// Marks this instance active: it holds the store and accepts registrations.
-    pub fn activate(&self, registry: RegistryHandle, cores: CoreDispatcher) {
+    pub fn activate(&self, registry: RegistryHandle, cores: CoreProbe) {
         let _ = self.inner.serving.set(Serving { registry, cores });
         self.inner.active.store(true, Ordering::Release);
         telemetry::set_active(true);

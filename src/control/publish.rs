@@ -1,6 +1,6 @@
 //! `POST /v1/events`: one SC_EVENT XML document, or JSON (one event or a batch).
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::ControlState;
 use super::auth::require_token;
 use crate::event_json::JsonBody;
-use crate::protocol::{Event, Limits};
+use crate::protocol::{Event, Limits, is_representable};
 
 #[derive(Serialize)]
 struct Accepted {
@@ -20,11 +20,35 @@ struct Accepted {
 pub(super) async fn publish(
     State(state): State<ControlState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(refusal) = require_token(&state, &headers) {
         return refusal.into_response();
     }
+    let max_bytes = state.inner.max_body_bytes;
+    let body = match tokio::time::timeout(
+        state.inner.body_timeout,
+        axum::body::to_bytes(body, max_bytes),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {max_bytes} bytes or was cut off\n"),
+            )
+                .into_response();
+        }
+        Err(_elapsed) => {
+            let seconds = state.inner.body_timeout.as_secs_f64();
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {seconds} s\n"),
+            )
+                .into_response();
+        }
+    };
     let Some(serving) = state.serving() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -32,7 +56,7 @@ pub(super) async fn publish(
         )
             .into_response();
     };
-    let events = match parse_body(&headers, &body, state.inner.max_body_bytes) {
+    let events = match parse_body(&headers, &body, max_bytes) {
         Ok(events) => events,
         Err(reason) => return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response(),
     };
@@ -99,16 +123,19 @@ fn check_event(event: &Event) -> Result<(), String> {
     Ok(())
 }
 
-/// XML 1.0 cannot carry control characters other than tab, newline and carriage return.
+/// Refuses exactly what the wire format cannot carry, so that what a subscriber receives is
+/// what was acknowledged: the characters XML 1.0 has no place for (C0 controls other than
+/// tab, LF and CR; U+FFFE; U+FFFF). Everything else, U+0085 and the other C1 controls
+/// included, is delivered unchanged.
 fn check_text(what: &str, text: &str) -> Result<(), String> {
-    match text
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-    {
-        Some(c) => Err(format!(
-            "{what} contains the control character U+{:04X}, which XML cannot carry",
-            u32::from(c)
-        )),
-        None => Ok(()),
+    if is_representable(text) {
+        return Ok(());
     }
+    let refused = text
+        .chars()
+        .find(|c| !is_representable(c.encode_utf8(&mut [0; 4])))
+        .map_or(0, u32::from);
+    Err(format!(
+        "{what} contains U+{refused:04X}, which an XML 1.0 document cannot carry"
+    ))
 }

@@ -1,20 +1,22 @@
 //! One data-plane thread: its own io_uring runtime, its own listener, its own shard of clients.
 //! Nothing here is shared with another core; the registry service talks to it by channel.
+//! The rules live in [`crate::delivery::Shard`]; this file turns its effects into tasks,
+//! attempts and registry requests, and nothing more.
 
 use std::cell::{Cell, RefCell};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use compio::net::TcpListener;
+use compio::net::{TcpListener, TcpStream};
 
 use super::outbound;
-use super::registration;
-use super::shard::{Effect, Item, LastDelivery, Shard};
+use super::registration::{self, Registrar};
 use super::{ClientStatus, CoreCommand};
-use crate::acl::AccessPolicy;
-use crate::delivery::{Next, RetryPolicy};
-use crate::protocol::Limits;
+use crate::budget::REFUSALS_PER_CORE;
+use crate::delivery::{
+    AttemptError, Effect, Item, LastDelivery, Next, RetryPolicy, Settled, Shard, Shortage,
+};
 use crate::registry::ClientId;
 use crate::registry::service::RegistryHandle;
 use crate::telemetry::CoreMetrics;
@@ -22,22 +24,31 @@ use crate::telemetry::CoreMetrics;
 /// What every core is configured with.
 #[derive(Debug, Clone)]
 pub(crate) struct CoreSettings {
+    /// Retries and the queue bound.
     pub(crate) policy: RetryPolicy,
+    /// Deadline of one delivery attempt.
     pub(crate) client_timeout: Duration,
+    /// Source address of deliveries.
     pub(crate) source: Option<IpAddr>,
-    pub(crate) limits: Limits,
+    /// Registration connections open at once on this core.
     pub(crate) max_connections: usize,
+    /// Deliveries in flight at once on this core: its share of the descriptor budget.
+    pub(crate) delivery_slots: usize,
 }
 
 /// The state of one core, shared by its tasks (one thread: `Rc`, no locks).
-pub(crate) struct Core {
-    pub(crate) settings: CoreSettings,
-    pub(crate) registry: RegistryHandle,
-    pub(crate) access: AccessPolicy,
+struct Core {
+    settings: CoreSettings,
+    registry: RegistryHandle,
+    registrar: Rc<Registrar>,
     shard: RefCell<Shard>,
     metrics: CoreMetrics,
     connections: Cell<usize>,
+    /// LOW_RESOURCE replies being written to connections over the limit.
+    refusing: Cell<usize>,
     in_flight: Cell<usize>,
+    /// One permit per delivery that may be in flight: a descriptor each.
+    slots: tokio::sync::Semaphore,
     scratch: outbound::Scratch,
 }
 
@@ -45,21 +56,24 @@ pub(crate) struct Core {
 pub(crate) fn run(
     index: usize,
     settings: CoreSettings,
-    registry: RegistryHandle,
-    access: AccessPolicy,
+    registrar: Registrar,
     listener: std::net::TcpListener,
     inbox: flume::Receiver<CoreCommand>,
 ) -> std::io::Result<()> {
     let runtime = compio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
+        let metrics = CoreMetrics::new(index);
+        metrics.slots.set(settings.delivery_slots as f64);
         let core = Rc::new(Core {
             shard: RefCell::new(Shard::new(settings.policy)),
+            slots: tokio::sync::Semaphore::new(settings.delivery_slots),
+            registry: registrar.registry.clone(),
+            registrar: Rc::new(registrar),
             settings,
-            registry,
-            access,
-            metrics: CoreMetrics::new(index),
+            metrics,
             connections: Cell::new(0),
+            refusing: Cell::new(0),
             in_flight: Cell::new(0),
             scratch: outbound::Scratch::default(),
         });
@@ -92,12 +106,13 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if core.connections.get() >= core.settings.max_connections {
-                    compio::runtime::spawn(registration::refuse_busy(stream, peer)).detach();
+                    refuse(&core, stream, peer);
                     continue;
                 }
                 let guard = ConnectionGuard::new(Rc::clone(&core));
+                let registrar = Rc::clone(&core.registrar);
                 compio::runtime::spawn(async move {
-                    registration::serve(Rc::clone(&guard.core), stream, peer).await;
+                    registration::serve(&registrar, stream, peer).await;
                     drop(guard);
                 })
                 .detach();
@@ -108,6 +123,24 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// Turns away a connection over the per-core limit: with a LOW_RESOURCE reply while fewer than
+/// [`REFUSALS_PER_CORE`] replies are being written, else by closing it at once, so that a
+/// flood of connections never holds more descriptors than the budget gave refusals.
+fn refuse(core: &Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+    if core.refusing.get() >= REFUSALS_PER_CORE {
+        registration::count_refusal();
+        drop(stream);
+        return;
+    }
+    core.refusing.set(core.refusing.get() + 1);
+    let core = Rc::clone(core);
+    compio::runtime::spawn(async move {
+        registration::refuse_busy(stream, peer).await;
+        core.refusing.set(core.refusing.get() - 1);
+    })
+    .detach();
 }
 
 /// Counts a registration connection for as long as it lives.
@@ -136,17 +169,22 @@ impl Drop for ConnectionGuard {
 impl Core {
     fn act(self: &Rc<Self>, effects: Vec<Effect>) {
         for effect in effects {
-            match effect {
-                Effect::Wake(id, slot) => {
-                    compio::runtime::spawn(deliver_loop(Rc::clone(self), id, slot)).detach();
-                }
-                Effect::Overflowed(id, generation) => {
-                    tracing::warn!(client = %id, limit = self.settings.policy.max_queue, "queue full; client removed");
-                    self.registry.drop_client(id, generation, "queue_overflow");
-                }
-            }
+            self.act_on(effect);
         }
         self.metrics.queued.set(self.shard.borrow().queued() as f64);
+    }
+
+    fn act_on(self: &Rc<Self>, effect: Effect) {
+        match effect {
+            Effect::Wake { client, slot } => {
+                compio::runtime::spawn(deliver_loop(Rc::clone(self), client, slot)).detach();
+            }
+            Effect::Remove {
+                client,
+                generation,
+                reason,
+            } => self.registry.drop_client(client, generation, reason),
+        }
     }
 
     fn snapshot(&self) -> Vec<ClientStatus> {
@@ -155,10 +193,10 @@ impl Core {
             .clients()
             .map(|(id, client)| ClientStatus {
                 id: *id,
-                queued: client.queue.len(),
-                last_delivery: client.last_delivery.as_ref().map(|last| match last {
+                queued: client.queued(),
+                last_delivery: client.last_delivery().map(|last| match last {
                     LastDelivery::Ok => "ok".to_owned(),
-                    LastDelivery::Error(cause) => format!("error: {cause}"),
+                    LastDelivery::Failed(cause) => format!("error: {cause}"),
                 }),
             })
             .collect()
@@ -172,7 +210,11 @@ impl Core {
         }
     }
 
-    async fn attempt(&self, id: ClientId, item: &Item) -> Result<(), outbound::AttemptError> {
+    async fn attempt(&self, id: ClientId, item: &Item) -> Result<(), AttemptError> {
+        // The semaphore is never closed; were it, the attempt would wait like any shortage.
+        let Ok(_slot) = self.slots.acquire().await else {
+            return Err(AttemptError::Shortage(Shortage::Descriptors));
+        };
         self.in_flight.set(self.in_flight.get() + 1);
         self.metrics.in_flight.set(self.in_flight.get() as f64);
         let result = outbound::deliver(
@@ -186,6 +228,29 @@ impl Core {
         self.in_flight.set(self.in_flight.get() - 1);
         self.metrics.in_flight.set(self.in_flight.get() as f64);
         result
+    }
+
+    /// Counts how an attempt settled, and says so in the log where an operator needs it.
+    fn record(&self, id: ClientId, item: &Item, result: Result<(), AttemptError>, was_short: bool) {
+        match result {
+            Ok(()) => {
+                self.metrics.attempts_ok.increment(1);
+                self.metrics.delivered.increment(1);
+                self.metrics
+                    .latency
+                    .record(item.accepted_at.elapsed().as_secs_f64());
+                if was_short {
+                    tracing::info!("deliveries resumed after a shortage of crnpd's own resources");
+                }
+            }
+            Err(AttemptError::Shortage(shortage)) => {
+                self.metrics.shortage(shortage);
+                if !was_short {
+                    tracing::warn!(client = %id, %shortage, "crnpd is short of its own resources; deliveries wait and are not counted as failed");
+                }
+            }
+            Err(AttemptError::Failed(cause)) => self.metrics.failure(cause),
+        }
     }
 }
 
@@ -202,26 +267,15 @@ async fn deliver_loop(core: Rc<Core>, id: ClientId, slot: u64) {
             Some(Next::Deliver(item)) => item,
         };
         let result = core.attempt(id, &item).await;
-        match result {
-            Ok(()) => {
-                core.metrics.attempts_ok.increment(1);
-                core.metrics.delivered.increment(1);
-                core.metrics
-                    .latency
-                    .record(item.accepted_at.elapsed().as_secs_f64());
-                core.shard.borrow_mut().succeeded(id, slot);
-            }
-            Err(error) => {
-                core.metrics.failure(error.cause());
-                let removed =
-                    core.shard
-                        .borrow_mut()
-                        .failed(id, slot, error.cause(), Instant::now());
-                if let Some(generation) = removed {
-                    tracing::info!(client = %id, cause = error.cause(), "delivery attempts exhausted");
-                    core.registry.drop_client(id, generation, "unreachable");
-                }
-            }
+        let was_short = core.shard.borrow().short();
+        core.record(id, &item, result, was_short);
+        let settled = core
+            .shard
+            .borrow_mut()
+            .finished(id, slot, result, Instant::now());
+        if let Settled::GaveUp(removal) = settled {
+            tracing::info!(client = %id, "delivery attempts exhausted");
+            core.act_on(removal);
         }
         core.metrics.queued.set(core.shard.borrow().queued() as f64);
         drop(item);

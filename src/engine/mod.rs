@@ -6,7 +6,6 @@ mod core;
 mod listener;
 mod outbound;
 mod registration;
-mod shard;
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -16,15 +15,17 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::acl::AccessPolicy;
+use crate::budget::DescriptorBudget;
 use crate::config::Config;
 use crate::delivery::RetryPolicy;
 use crate::protocol::Limits;
 use crate::registry::service::{Dispatcher, RegistryHandle};
 use crate::registry::{Change, ClientId};
 use core::CoreSettings;
+use registration::Registrar;
 
 /// An event as the cores share it: one serialization, referenced by every queue.
-pub type SharedEvent = std::sync::Arc<crate::registry::PublishedEvent>;
+pub type SharedEvent = crate::delivery::Item;
 
 /// A message to one core.
 #[derive(Debug)]
@@ -64,21 +65,35 @@ impl CoreChannels {
         CoreChannels { senders, receivers }
     }
 
-    /// The dispatcher the registry service sends its changes through.
+    /// The dispatcher the registry service sends its changes through: the only way client
+    /// changes and events reach the cores, so nothing can bypass the registry's one order.
     pub fn dispatcher(&self) -> CoreDispatcher {
         CoreDispatcher {
+            cores: self.senders.clone(),
+        }
+    }
+
+    /// A read-only view of the cores, for the control plane.
+    pub fn probe(&self) -> CoreProbe {
+        CoreProbe {
             cores: self.senders.clone(),
         }
     }
 }
 
 /// Routes registry output to cores: a client's changes to the core that owns it, events to all.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CoreDispatcher {
     cores: Vec<flume::Sender<CoreCommand>>,
 }
 
-impl CoreDispatcher {
+/// Asks the cores about their clients; it can change nothing.
+#[derive(Debug, Clone)]
+pub struct CoreProbe {
+    cores: Vec<flume::Sender<CoreCommand>>,
+}
+
+impl CoreProbe {
     /// Commands waiting in each core's inbox, by core number (for a gauge; never blocks).
     pub fn inbox_depths(&self) -> Vec<usize> {
         self.cores.iter().map(flume::Sender::len).collect()
@@ -143,6 +158,7 @@ impl Engine {
         listen: SocketAddr,
         channels: CoreChannels,
         registry: &RegistryHandle,
+        budget: &DescriptorBudget,
     ) -> std::io::Result<Engine> {
         let settings = CoreSettings {
             policy: RetryPolicy {
@@ -152,23 +168,26 @@ impl Engine {
             },
             client_timeout: config.client_timeout,
             source: config.source_addr,
+            max_connections: budget.registrations_per_core,
+            delivery_slots: budget.deliveries_per_core,
+        };
+        let registrar = Registrar {
+            registry: registry.clone(),
+            access: AccessPolicy::new(config.allow_hosts.clone(), config.deny_hosts.clone()),
             limits: Limits {
                 max_message_bytes: config.max_message_bytes,
                 ..Limits::default()
             },
-            max_connections: config.max_connections,
+            read_timeout: config.client_timeout,
         };
-        let access = AccessPolicy::new(config.allow_hosts.clone(), config.deny_hosts.clone());
         let mut threads = Vec::with_capacity(config.cores);
         for (index, (listener, inbox)) in listeners.into_iter().zip(channels.receivers).enumerate()
         {
-            let (settings, registry, access) = (settings.clone(), registry.clone(), access.clone());
+            let (settings, registrar) = (settings.clone(), registrar.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("crnp-core-{index}"))
                 .spawn(move || {
-                    if let Err(error) =
-                        core::run(index, settings, registry, access, listener, inbox)
-                    {
+                    if let Err(error) = core::run(index, settings, registrar, listener, inbox) {
                         tracing::error!(core = index, %error, "core stopped with an error");
                     }
                 })?;

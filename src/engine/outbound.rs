@@ -12,41 +12,21 @@ use compio::BufResult;
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Why an attempt failed, as counted in `crnp_delivery_failures_total{cause}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AttemptError {
-    /// Nobody listens at the callback address.
-    Refused,
-    /// The attempt did not finish within `--client-timeout`.
-    Timeout,
-    /// The client reset the connection.
-    Reset,
-    /// No local port or address could be had (EADDRNOTAVAIL: TIME_WAIT build-up).
-    NoPort,
-    /// Anything else.
-    Other,
-}
+use crate::delivery::{AttemptError, FailureCause, Shortage};
 
-impl AttemptError {
-    /// The metric label and the operator-facing cause.
-    pub(crate) fn cause(self) -> &'static str {
-        match self {
-            AttemptError::Refused => "refused",
-            AttemptError::Timeout => "timeout",
-            AttemptError::Reset => "reset",
-            AttemptError::NoPort => "no_port",
-            AttemptError::Other => "other",
+/// Classifies what the kernel said about an attempt: whose fault it was, and why.
+fn classify(error: &io::Error) -> AttemptError {
+    match error.raw_os_error() {
+        Some(libc::ECONNREFUSED) => AttemptError::Failed(FailureCause::Refused),
+        Some(libc::ETIMEDOUT) => AttemptError::Failed(FailureCause::Timeout),
+        Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED) => {
+            AttemptError::Failed(FailureCause::Reset)
         }
-    }
-
-    fn from_io(error: &io::Error) -> Self {
-        match error.raw_os_error() {
-            Some(libc::ECONNREFUSED) => AttemptError::Refused,
-            Some(libc::ETIMEDOUT) => AttemptError::Timeout,
-            Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED) => AttemptError::Reset,
-            Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE) => AttemptError::NoPort,
-            _ => AttemptError::Other,
-        }
+        Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE) => AttemptError::Failed(FailureCause::NoPort),
+        Some(libc::EMFILE | libc::ENFILE) => AttemptError::Shortage(Shortage::Descriptors),
+        Some(libc::ENOMEM) => AttemptError::Shortage(Shortage::Memory),
+        Some(libc::ENOBUFS) => AttemptError::Shortage(Shortage::Buffers),
+        _ => AttemptError::Failed(FailureCause::Other),
     }
 }
 
@@ -61,8 +41,8 @@ pub(crate) async fn deliver(
     let attempt = connect_write_close(dest, source, payload, scratch);
     match compio::time::timeout(deadline, attempt).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(AttemptError::from_io(&error)),
-        Err(_elapsed) => Err(AttemptError::Timeout),
+        Ok(Err(error)) => Err(classify(&error)),
+        Err(_elapsed) => Err(AttemptError::Failed(FailureCause::Timeout)),
     }
 }
 

@@ -3,19 +3,32 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use compio::BufResult;
 use compio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 
-use super::core::Core;
-use crate::acl::canonical;
+use crate::acl::{AccessPolicy, canonical};
 use crate::protocol::{
-    Arrival, ArrivingRegistration, CallbackReg, ProtocolError, Reply, StatusCode,
+    Arrival, ArrivingRegistration, CallbackReg, Limits, ProtocolError, Reply, StatusCode,
 };
+use crate::registry::service::RegistryHandle;
 use crate::telemetry;
+
+/// What serving a registration connection needs: who may register, how long and how large a
+/// message may be, and the registry that applies it. Nothing of a core's delivery state.
+#[derive(Debug, Clone)]
+pub(crate) struct Registrar {
+    /// Applies registrations, durably.
+    pub(crate) registry: RegistryHandle,
+    /// `--allow-hosts` / `--deny-hosts`.
+    pub(crate) access: AccessPolicy,
+    /// Message bounds (`--max-message-bytes`).
+    pub(crate) limits: Limits,
+    /// Deadline of one registration read (`--client-timeout`).
+    pub(crate) read_timeout: Duration,
+}
 
 const READ_CHUNK: usize = 4096;
 /// Longest wait for the client to close after the reply.
@@ -35,10 +48,10 @@ enum Received {
 }
 
 /// Serves one accepted registration connection to its end.
-pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve(registrar: &Registrar, mut stream: TcpStream, peer: SocketAddr) {
     let ip = canonical(peer.ip());
     let mut client = None;
-    let (reply, form, buffer) = match receive(&core, &mut stream).await {
+    let (reply, form, buffer) = match receive(registrar, &mut stream).await {
         Received::Nothing => {
             tracing::info!(peer = %peer, "registration connection closed without a message");
             return;
@@ -49,8 +62,8 @@ pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAdd
         Received::Registration(reg, buffer) => {
             let form = reg.reg_type.as_str();
             client = Some(SocketAddr::new(ip, reg.port));
-            if core.access.permits(ip) {
-                (core.registry.register(ip, reg).await, form, buffer)
+            if registrar.access.permits(ip) {
+                (registrar.registry.register(ip, reg).await, form, buffer)
             } else {
                 let message = format!("host {ip} is not allowed to register (allow/deny hosts)");
                 (Reply::new(StatusCode::Fail, message), form, buffer)
@@ -69,11 +82,16 @@ pub(crate) async fn serve(core: Rc<Core>, mut stream: TcpStream, peer: SocketAdd
     send_reply(stream, &reply, buffer).await;
 }
 
-/// Turns a connection away at the per-core limit with LOW_RESOURCE.
-pub(crate) async fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
+/// Counts a connection turned away at the per-core limit.
+pub(crate) fn count_refusal() {
     telemetry::connection_rejected();
     telemetry::registration("unknown", StatusCode::LowResource.as_str());
-    tracing::warn!(peer = %peer, "registration refused: too many connections on this core");
+}
+
+/// Turns a connection away at the per-core limit with LOW_RESOURCE.
+pub(crate) async fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
+    count_refusal();
+    tracing::debug!(peer = %peer, "registration refused: too many connections on this core");
     let reply = Reply::new(
         StatusCode::LowResource,
         "too many registration connections; try again later",
@@ -82,9 +100,9 @@ pub(crate) async fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Reads until the root element closes, appending each read to one buffer.
-async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
-    let limits = &core.settings.limits;
-    let deadline = Instant::now() + core.settings.client_timeout;
+async fn receive(registrar: &Registrar, stream: &mut TcpStream) -> Received {
+    let limits = &registrar.limits;
+    let deadline = Instant::now() + registrar.read_timeout;
     let mut message: Vec<u8> = Vec::new();
     let mut arriving = ArrivingRegistration::default();
     loop {
@@ -96,7 +114,7 @@ async fn receive(core: &Core, stream: &mut TcpStream) -> Received {
             Ok(done) => done,
             Err(_elapsed) if received == 0 => return Received::Nothing,
             Err(_elapsed) => {
-                let seconds = core.settings.client_timeout.as_secs_f64();
+                let seconds = registrar.read_timeout.as_secs_f64();
                 return Received::Error(
                     ProtocolError::malformed(format!(
                         "no complete message within {seconds} s ({received} bytes received)"

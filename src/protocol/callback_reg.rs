@@ -105,8 +105,19 @@ impl EventType {
 
     /// Enforces the spec's table of registrable types: an `EC_Cluster` rg-state (r-state)
     /// registration carries exactly one `rg_name` (`r_name`) pair. Other pairs may narrow it
-    /// further; unknown classes and subclasses are accepted (they simply never match).
+    /// further; unknown classes and subclasses are accepted (they simply never match). An
+    /// empty CLASS or SUBCLASS is refused: no event can be published with one.
     pub fn validate(&self) -> Result<(), ProtocolError> {
+        if self.class.is_empty() {
+            return Err(ProtocolError::invalid(
+                "<SC_EVENT_REG> has an empty CLASS, which no event can have",
+            ));
+        }
+        if self.subclass.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(ProtocolError::invalid(
+                "<SC_EVENT_REG> has an empty SUBCLASS, which no event can have; leave SUBCLASS out to register for the whole class",
+            ));
+        }
         let required = match (self.class.as_str(), self.subclass.as_deref()) {
             (EC_CLUSTER, Some(ESC_CLUSTER_RG_STATE)) => "rg_name",
             (EC_CLUSTER, Some(ESC_CLUSTER_R_STATE)) => "r_name",

@@ -27,14 +27,16 @@ pub fn state_key(event: &Event) -> String {
     format!("{}\u{1f}{}\u{1f}{}", event.class, event.subclass, subject)
 }
 
-/// Types in canonical form (pairs sorted by name) with duplicates removed, first one kept.
+/// Types in canonical form (pairs sorted by name) with duplicates removed, first one kept;
+/// linear in the number of types.
 pub fn canonical_types(types: &[EventType]) -> Vec<EventType> {
+    let mut seen: hashbrown::HashSet<EventType> = hashbrown::HashSet::with_capacity(types.len());
     let mut out: Vec<EventType> = Vec::with_capacity(types.len());
     for t in types {
         let mut t = t.clone();
         t.nvpairs.sort();
         t.nvpairs.dedup();
-        if !out.contains(&t) {
+        if seen.insert(t.clone()) {
             out.push(t);
         }
     }

@@ -12,6 +12,6 @@ mod state;
 mod store;
 
 pub use matching::{canonical_types, matches, state_key};
-pub use record::{ClientId, ClientRecord, PublishedEvent};
-pub use state::{Change, Refusal, Registry};
+pub use record::{ClientId, ClientRecord, PublishedEvent, RemovalReason};
+pub use state::{Change, Refusal, Registry, RegistryLimits, Replay};
 pub use store::{Store, StoreContents, StoreError};

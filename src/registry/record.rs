@@ -104,3 +104,42 @@ impl From<StoredType> for EventType {
         }
     }
 }
+
+/// Why a client left the registry (`crnp_clients_removed_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RemovalReason {
+    /// Every delivery attempt of one event failed.
+    Unreachable,
+    /// Its queue hit `--max-queue-depth`: it cannot keep up.
+    QueueOverflow,
+    /// An operator removed it (`DELETE /v1/clients/...`).
+    Admin,
+    /// It sent REMOVE_CLIENT.
+    RemoveClient,
+}
+
+impl RemovalReason {
+    /// Every reason, in the order of their metric series.
+    pub const ALL: [RemovalReason; 4] = [
+        RemovalReason::Unreachable,
+        RemovalReason::QueueOverflow,
+        RemovalReason::Admin,
+        RemovalReason::RemoveClient,
+    ];
+
+    /// The metric label and the word in logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            RemovalReason::Unreachable => "unreachable",
+            RemovalReason::QueueOverflow => "queue_overflow",
+            RemovalReason::Admin => "admin",
+            RemovalReason::RemoveClient => "remove_client",
+        }
+    }
+}
+
+impl fmt::Display for RemovalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}

@@ -14,9 +14,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
-use super::state::{Change, Refusal, Registry};
+use super::state::{Change, Refusal, Registry, RegistryLimits, Replay};
 use super::store::{Store, StoreError};
-use super::{ClientId, ClientRecord, PublishedEvent};
+use super::{ClientId, ClientRecord, PublishedEvent, RemovalReason};
 use crate::protocol::{CallbackReg, Event, RegType, Reply, StatusCode};
 use crate::telemetry;
 
@@ -55,7 +55,7 @@ enum Request {
     Drop {
         id: ClientId,
         generation: u64,
-        reason: &'static str,
+        reason: RemovalReason,
     },
     Delete {
         id: ClientId,
@@ -101,7 +101,7 @@ impl RegistryHandle {
     }
 
     /// Removes a client whose deliveries failed, unless it has re-registered since.
-    pub fn drop_client(&self, id: ClientId, generation: u64, reason: &'static str) {
+    pub fn drop_client(&self, id: ClientId, generation: u64, reason: RemovalReason) {
         // A closed channel means shutdown, when the removal no longer matters.
         let _ = self.requests.send(Request::Drop {
             id,
@@ -144,8 +144,8 @@ fn unavailable() -> Reply {
 /// Settings the service applies.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceLimits {
-    /// Registered clients at most.
-    pub max_clients: usize,
+    /// The registry's bounds.
+    pub registry: RegistryLimits,
     /// Requests that may share one commit.
     pub max_commit_batch: usize,
 }
@@ -157,15 +157,27 @@ pub fn start(
     dispatcher: impl Dispatcher,
 ) -> Result<(RegistryHandle, JoinHandle<()>), StoreError> {
     let contents = store.load()?;
-    let registry = Registry::restore(contents.clients, contents.latest, contents.next_seq);
+    let registry = Registry::restore(
+        limits.registry,
+        contents.clients,
+        contents.latest,
+        contents.next_seq,
+    );
     telemetry::clients_registered(registry.client_count());
+    telemetry::latest_states(registry.latest_count(), 0);
+    // Clients with the same types share one type list, and so one replay list.
+    let mut replays: hashbrown::HashMap<*const [crate::protocol::EventType], Replay> =
+        hashbrown::HashMap::new();
     for record in registry.clients() {
-        let replay = registry.latest_for(&record.types);
+        let replay = replays
+            .entry(Arc::as_ptr(&record.types))
+            .or_insert_with(|| registry.latest_for(&record.types));
         dispatcher.client_changed(Change::Upsert {
             record: record.clone(),
-            replay,
+            replay: Arc::clone(replay),
         });
     }
+    drop(replays);
     let (requests, inbox) = flume::unbounded();
     let mut service = Service {
         registry,
@@ -203,7 +215,7 @@ enum Done {
     },
     Removed {
         change: Option<Change>,
-        reason: &'static str,
+        reason: RemovalReason,
     },
     Deleted {
         reply: oneshot::Sender<bool>,
@@ -233,7 +245,15 @@ impl<D: Dispatcher> Service<D> {
             telemetry::commit(done.len(), started.elapsed());
             match committed {
                 Ok(()) => {
-                    self.registry.committed();
+                    let evicted = self.registry.committed();
+                    if evicted > 0 {
+                        tracing::info!(
+                            evicted,
+                            limit = self.limits.registry.max_latest_states,
+                            "latest-state table full: the oldest states were forgotten"
+                        );
+                    }
+                    telemetry::latest_states(self.registry.latest_count(), evicted);
                     self.finish(done);
                 }
                 Err(error) => {
@@ -249,9 +269,7 @@ impl<D: Dispatcher> Service<D> {
         match request {
             Request::Register { ip, reg, reply } => {
                 let form = reg.reg_type;
-                let outcome = self
-                    .registry
-                    .register(ip, &reg, self.limits.max_clients, now_ms());
+                let outcome = self.registry.register(ip, &reg, now_ms());
                 Done::Register {
                     reply,
                     outcome,
@@ -299,7 +317,7 @@ impl<D: Dispatcher> Service<D> {
                     let answer = match outcome {
                         Ok(change) => {
                             if matches!(change, Change::Remove(_)) {
-                                telemetry::client_removed("remove_client");
+                                telemetry::client_removed(RemovalReason::RemoveClient);
                             }
                             self.dispatcher.client_changed(change);
                             Reply::new(StatusCode::Ok, accepted(form))
@@ -318,7 +336,7 @@ impl<D: Dispatcher> Service<D> {
                 }
                 Done::Removed { change, reason } => {
                     if let Some(Change::Remove(id)) = &change {
-                        tracing::info!(client = %id, reason, "client removed");
+                        tracing::info!(client = %id, %reason, "client removed");
                         telemetry::client_removed(reason);
                     }
                 }
@@ -326,9 +344,9 @@ impl<D: Dispatcher> Service<D> {
                     let found = change.is_some();
                     if let Some(change) = change {
                         if let Change::Remove(id) = &change {
-                            tracing::info!(client = %id, reason = "admin", "client removed");
+                            tracing::info!(client = %id, reason = %RemovalReason::Admin, "client removed");
                         }
-                        telemetry::client_removed("admin");
+                        telemetry::client_removed(RemovalReason::Admin);
                         self.dispatcher.client_changed(change);
                     }
                     let _ = reply.send(found);
@@ -390,7 +408,7 @@ impl<D: Dispatcher> Service<D> {
                         let record = record.clone();
                         self.dispatcher.client_changed(Change::Upsert {
                             record,
-                            replay: Vec::new(),
+                            replay: Replay::from([]),
                         });
                     }
                 }

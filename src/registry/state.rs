@@ -1,5 +1,6 @@
 //! The registry in memory: registration rules and the latest-event table, without any I/O.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,11 @@ use hashbrown::{HashMap, HashSet};
 use super::matching::{canonical_types, matches, state_key};
 use super::record::{ClientId, ClientRecord, PublishedEvent};
 use crate::protocol::{CallbackReg, Event, EventType, RegType, StatusCode};
+use crate::telemetry;
+
+/// Latest events to deliver, oldest first: one immutable list shared by every client that
+/// registered for the same types at the same point of the sequence.
+pub type Replay = Arc<[Arc<PublishedEvent>]>;
 
 /// What a registration changed, for the core that owns the client.
 #[derive(Debug, Clone)]
@@ -20,7 +26,7 @@ pub enum Change {
         /// The client's record after the change.
         record: ClientRecord,
         /// Latest events to deliver now.
-        replay: Vec<Arc<PublishedEvent>>,
+        replay: Replay,
     },
     /// The client is gone.
     Remove(ClientId),
@@ -35,22 +41,52 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// The bounds the registry keeps, each a documented setting of crnpd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Registered clients at most (`--max-clients`); further ADD_CLIENTs get LOW_RESOURCE.
+    pub max_clients: usize,
+    /// Event types one client may hold (`--max-event-types`); a registration that would
+    /// take it past this gets LOW_RESOURCE and changes nothing.
+    pub max_event_types: usize,
+    /// Latest events kept (`--max-latest-states`); past it the state whose latest event is
+    /// the oldest is forgotten.
+    pub max_latest_states: usize,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits {
+            max_clients: 100_000,
+            max_event_types: 1000,
+            max_latest_states: 100_000,
+        }
+    }
+}
+
 /// Clients, the latest event per type, and the sequence counter.
 #[derive(Debug, Default)]
 pub struct Registry {
+    limits: RegistryLimits,
     clients: HashMap<ClientId, ClientRecord>,
     latest: HashMap<String, Arc<PublishedEvent>>,
+    /// The state key of every latest event by its sequence number: the oldest is the first
+    /// to go when the table is full.
+    latest_by_seq: BTreeMap<u64, String>,
     next_seq: u64,
     next_generation: u64,
     dirty_clients: HashSet<ClientId>,
     dirty_latest: HashSet<String>,
+    /// Latest states forgotten since the last commit, to count once it is durable.
+    evicted: usize,
     /// What the batch in progress overwrote, so a failed commit can be undone in memory.
     undo: Undo,
     /// Type lists in use, each held once: most clients register for the same few lists, so
     /// sharing them keeps the memory of an idle client small.
     interned: HashSet<Arc<[EventType]>>,
-    /// Interned lists at the last sweep of unused ones.
-    interned_after_sweep: usize,
+    /// Types in all interned lists, and at the last sweep of unused lists.
+    interned_types: usize,
+    interned_types_after_sweep: usize,
 }
 
 /// The values a batch replaced, recorded at the first change of each key since the last commit.
@@ -66,22 +102,32 @@ struct Undo {
 pub struct Dirty {
     /// Clients to write (`Some`) or delete (`None`).
     pub clients: Vec<(ClientId, Option<ClientRecord>)>,
-    /// Latest events to write (`Some`) or delete (`None`, only when a failed batch is undone).
+    /// Latest events to write (`Some`) or delete (`None`: forgotten, or a failed batch undone).
     pub latest: Vec<(String, Option<Arc<PublishedEvent>>)>,
     /// The next sequence number to hand out.
     pub next_seq: u64,
 }
 
 impl Registry {
-    /// A registry holding what the store held.
+    /// An empty registry with these bounds.
+    pub fn new(limits: RegistryLimits) -> Self {
+        Registry {
+            limits,
+            ..Registry::default()
+        }
+    }
+
+    /// A registry holding what the store held. Latest states beyond the bound (a lowered
+    /// `--max-latest-states`) are forgotten, oldest first, and deleted by the next commit.
     pub fn restore(
+        limits: RegistryLimits,
         clients: Vec<ClientRecord>,
         latest: Vec<Arc<PublishedEvent>>,
         next_seq: u64,
     ) -> Self {
         let mut registry = Registry {
             next_seq,
-            ..Registry::default()
+            ..Registry::new(limits)
         };
         for mut record in clients {
             record.generation = registry.generation();
@@ -90,14 +136,26 @@ impl Registry {
         }
         for event in latest {
             registry.next_seq = registry.next_seq.max(event.seq + 1);
+            registry
+                .latest_by_seq
+                .insert(event.seq, event.state_key.clone());
             registry.latest.insert(event.state_key.clone(), event);
         }
+        while registry.latest.len() > limits.max_latest_states {
+            registry.evict_oldest();
+        }
+        registry.undo = Undo::default();
         registry
     }
 
     /// Number of registered clients.
     pub fn client_count(&self) -> usize {
         self.clients.len()
+    }
+
+    /// Number of latest states held.
+    pub fn latest_count(&self) -> usize {
+        self.latest.len()
     }
 
     /// The registered clients, in no particular order.
@@ -115,18 +173,19 @@ impl Registry {
         self.latest.values()
     }
 
-    /// Applies one registration message from `ip`, as the spec's state machine says.
+    /// Applies one registration message from `ip`, as the spec's state machine says. Its
+    /// cost grows with the message, not with what the client already holds.
     pub fn register(
         &mut self,
         ip: IpAddr,
         reg: &CallbackReg,
-        max_clients: usize,
         now_ms: u64,
     ) -> Result<Change, Refusal> {
         let id = ClientId { ip, port: reg.port };
         let types = canonical_types(&reg.events);
         match reg.reg_type {
             RegType::AddClient => {
+                let max_clients = self.limits.max_clients;
                 if !self.clients.contains_key(&id) && self.clients.len() >= max_clients {
                     return Err(Refusal {
                         status: StatusCode::LowResource,
@@ -135,6 +194,7 @@ impl Registry {
                         ),
                     });
                 }
+                self.check_type_count(types.len())?;
                 let replay = self.latest_for(&types);
                 let record = ClientRecord {
                     id,
@@ -146,30 +206,45 @@ impl Registry {
             }
             RegType::AddEvents => {
                 let mut record = self.registered(id)?;
-                let added: Vec<EventType> = types
-                    .into_iter()
-                    .filter(|t| !record.types.contains(t))
-                    .collect();
+                let held: HashSet<&EventType> = record.types.iter().collect();
+                let added: Vec<EventType> =
+                    types.into_iter().filter(|t| !held.contains(t)).collect();
+                drop(held);
+                self.check_type_count(record.types.len() + added.len())?;
                 let replay = self.latest_for(&added);
                 record.types = self.intern(record.types.iter().cloned().chain(added).collect());
                 Ok(self.upsert(record, replay))
             }
             RegType::RemoveEvents => {
                 let mut record = self.registered(id)?;
+                let removed: HashSet<&EventType> = types.iter().collect();
                 let kept = record
                     .types
                     .iter()
-                    .filter(|t| !types.contains(t))
+                    .filter(|t| !removed.contains(t))
                     .cloned()
                     .collect();
                 record.types = self.intern(kept);
-                Ok(self.upsert(record, Vec::new()))
+                Ok(self.upsert(record, Replay::from([])))
             }
             RegType::RemoveClient => {
                 self.registered(id)?;
                 Ok(self.remove_client(id))
             }
         }
+    }
+
+    fn check_type_count(&self, count: usize) -> Result<(), Refusal> {
+        let max = self.limits.max_event_types;
+        if count <= max {
+            return Ok(());
+        }
+        Err(Refusal {
+            status: StatusCode::LowResource,
+            message: format!(
+                "a client may hold at most {max} event types (--max-event-types); this registration would give it {count}"
+            ),
+        })
     }
 
     fn registered(&self, id: ClientId) -> Result<ClientRecord, Refusal> {
@@ -198,9 +273,11 @@ impl Registry {
             .then(|| self.remove_client(id))
     }
 
-    /// Sequences an event, records it as the latest of its type, and returns the shared form.
+    /// Sequences an event, serializes it (the one serialization every subscriber shares),
+    /// records it as the latest of its type, and returns the shared form.
     pub fn publish(&mut self, event: Event, accepted_at: Instant) -> Arc<PublishedEvent> {
         let bytes = Bytes::from(event.to_xml());
+        telemetry::event_serialized();
         let published = Arc::new(PublishedEvent {
             seq: self.next_seq,
             state_key: state_key(&event),
@@ -210,18 +287,35 @@ impl Registry {
         });
         self.undo.next_seq.get_or_insert(self.next_seq);
         self.next_seq += 1;
-        if !self.undo.latest.contains_key(&published.state_key) {
-            let old = self.latest.get(&published.state_key).cloned();
-            self.undo.latest.insert(published.state_key.clone(), old);
+        let key = published.state_key.clone();
+        self.remember_latest(&key);
+        self.dirty_latest.insert(key.clone());
+        self.latest_by_seq.insert(published.seq, key.clone());
+        if let Some(old) = self.latest.insert(key, Arc::clone(&published)) {
+            self.latest_by_seq.remove(&old.seq);
         }
-        self.dirty_latest.insert(published.state_key.clone());
-        self.latest
-            .insert(published.state_key.clone(), Arc::clone(&published));
+        while self.latest.len() > self.limits.max_latest_states {
+            self.evict_oldest();
+        }
         published
     }
 
+    /// Forgets the state whose latest event is the oldest.
+    fn evict_oldest(&mut self) {
+        let Some((_, key)) = self.latest_by_seq.pop_first() else {
+            return;
+        };
+        self.remember_latest(&key);
+        self.latest.remove(&key);
+        self.dirty_latest.insert(key);
+        self.evicted += 1;
+    }
+
     /// The latest events matching any of `types`, oldest first, each once.
-    pub fn latest_for(&self, types: &[EventType]) -> Vec<Arc<PublishedEvent>> {
+    pub fn latest_for(&self, types: &[EventType]) -> Replay {
+        if types.is_empty() {
+            return Replay::from([]);
+        }
         let mut found: Vec<Arc<PublishedEvent>> = self
             .latest
             .values()
@@ -229,7 +323,7 @@ impl Registry {
             .cloned()
             .collect();
         found.sort_by_key(|e| e.seq);
-        found
+        found.into()
     }
 
     /// The writes accumulated since the last call. Follow it with [`Registry::committed`] or
@@ -253,8 +347,10 @@ impl Registry {
     }
 
     /// The last [`Registry::take_dirty`] writes are durable: forget how to undo them.
-    pub fn committed(&mut self) {
+    /// Returns how many latest states they forgot.
+    pub fn committed(&mut self) -> usize {
         self.undo = Undo::default();
+        std::mem::take(&mut self.evicted)
     }
 
     /// The last [`Registry::take_dirty`] writes could not be made durable: restore every key
@@ -262,6 +358,7 @@ impl Registry {
     /// next commit (a failed commit may still have reached the disk).
     pub fn rollback(&mut self) {
         let undo = std::mem::take(&mut self.undo);
+        self.evicted = 0;
         for (id, old) in undo.clients {
             match old {
                 Some(record) => self.clients.insert(id, record),
@@ -270,10 +367,13 @@ impl Registry {
             self.dirty_clients.insert(id);
         }
         for (key, old) in undo.latest {
-            match old {
-                Some(event) => self.latest.insert(key.clone(), event),
-                None => self.latest.remove(&key),
-            };
+            if let Some(current) = self.latest.remove(&key) {
+                self.latest_by_seq.remove(&current.seq);
+            }
+            if let Some(event) = old {
+                self.latest_by_seq.insert(event.seq, key.clone());
+                self.latest.insert(key.clone(), event);
+            }
             self.dirty_latest.insert(key);
         }
         if let Some(next_seq) = undo.next_seq {
@@ -288,7 +388,14 @@ impl Registry {
         }
     }
 
-    fn upsert(&mut self, record: ClientRecord, replay: Vec<Arc<PublishedEvent>>) -> Change {
+    fn remember_latest(&mut self, key: &str) {
+        if !self.undo.latest.contains_key(key) {
+            let old = self.latest.get(key).cloned();
+            self.undo.latest.insert(key.to_owned(), old);
+        }
+    }
+
+    fn upsert(&mut self, record: ClientRecord, replay: Replay) -> Change {
         self.remember(record.id);
         self.dirty_clients.insert(record.id);
         self.clients.insert(record.id, record.clone());
@@ -302,16 +409,19 @@ impl Registry {
         Change::Remove(id)
     }
 
-    /// The shared copy of `types`; lists no client uses any more are dropped from time to time
-    /// (when the table has doubled since the last sweep).
+    /// The shared copy of `types`. Lists no client uses any more are dropped once the types
+    /// in all lists have doubled since the last sweep, so the table stays within twice what
+    /// is in use, however often clients change their types.
     fn intern(&mut self, types: Vec<EventType>) -> Arc<[EventType]> {
         if let Some(shared) = self.interned.get(types.as_slice()) {
             return Arc::clone(shared);
         }
-        if self.interned.len() >= 2 * self.interned_after_sweep.max(64) {
+        if self.interned_types >= 2 * self.interned_types_after_sweep.max(1024) {
             self.interned.retain(|list| Arc::strong_count(list) > 1);
-            self.interned_after_sweep = self.interned.len();
+            self.interned_types = self.interned.iter().map(|list| list.len()).sum();
+            self.interned_types_after_sweep = self.interned_types;
         }
+        self.interned_types += types.len();
         let shared: Arc<[EventType]> = types.into();
         self.interned.insert(Arc::clone(&shared));
         shared
@@ -368,7 +478,7 @@ mod tests {
             RegType::RemoveClient,
         ] {
             let refusal = registry
-                .register(IP, &reg(form, vec![]), 10, 0)
+                .register(IP, &reg(form, vec![]), 0)
                 .expect_err("unregistered");
             assert_eq!(refusal.status, StatusCode::Fail);
         }
@@ -381,12 +491,11 @@ mod tests {
         registry.publish(r_event("a", "OFFLINE"), now);
         let online = registry.publish(r_event("a", "ONLINE"), now);
         registry
-            .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 10, 0)
+            .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 0)
             .expect("ok");
         let Ok(Change::Upsert { replay, record }) = registry.register(
             IP,
             &reg(RegType::AddEvents, vec![r_state("a"), r_state("b")]),
-            10,
             0,
         ) else {
             panic!("add events applies");
@@ -397,7 +506,7 @@ mod tests {
         );
         assert_eq!(record.types.len(), 2);
         let Ok(Change::Upsert { replay, .. }) =
-            registry.register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 10, 0)
+            registry.register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 0)
         else {
             panic!("replacement applies");
         };
@@ -409,16 +518,19 @@ mod tests {
 
     #[test]
     fn table_full_refuses_new_clients_but_not_replacements() {
-        let mut registry = Registry::default();
+        let mut registry = Registry::new(RegistryLimits {
+            max_clients: 1,
+            ..RegistryLimits::default()
+        });
         registry
-            .register(IP, &reg(RegType::AddClient, vec![]), 1, 0)
+            .register(IP, &reg(RegType::AddClient, vec![]), 0)
             .expect("first");
         registry
-            .register(IP, &reg(RegType::AddClient, vec![]), 1, 0)
+            .register(IP, &reg(RegType::AddClient, vec![]), 0)
             .expect("replacement");
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
         let refusal = registry
-            .register(other, &reg(RegType::AddClient, vec![]), 1, 0)
+            .register(other, &reg(RegType::AddClient, vec![]), 0)
             .expect_err("full");
         assert_eq!(refusal.status, StatusCode::LowResource);
     }
@@ -427,12 +539,12 @@ mod tests {
     fn stale_removal_leaves_a_newer_registration() {
         let mut registry = Registry::default();
         let Ok(Change::Upsert { record: old, .. }) =
-            registry.register(IP, &reg(RegType::AddClient, vec![]), 9, 0)
+            registry.register(IP, &reg(RegType::AddClient, vec![]), 0)
         else {
             panic!("registers");
         };
         registry
-            .register(IP, &reg(RegType::AddClient, vec![]), 9, 0)
+            .register(IP, &reg(RegType::AddClient, vec![]), 0)
             .expect("re-register");
         assert!(!registry.remove_if_current(old.id, old.generation));
         assert_eq!(registry.client_count(), 1);
@@ -442,10 +554,10 @@ mod tests {
     fn dirty_set_names_every_write_once() {
         let mut registry = Registry::default();
         registry
-            .register(IP, &reg(RegType::AddClient, vec![]), 9, 0)
+            .register(IP, &reg(RegType::AddClient, vec![]), 0)
             .expect("ok");
         registry
-            .register(IP, &reg(RegType::RemoveClient, vec![]), 9, 0)
+            .register(IP, &reg(RegType::RemoveClient, vec![]), 0)
             .expect("ok");
         registry.publish(r_event("a", "ONLINE"), Instant::now());
         let dirty = registry.take_dirty();
@@ -461,17 +573,17 @@ mod tests {
         let mut registry = Registry::default();
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
         registry
-            .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 9, 0)
+            .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 0)
             .expect("ok");
         let kept = registry.publish(r_event("a", "OFFLINE"), Instant::now());
         registry.take_dirty();
         registry.committed();
 
         registry
-            .register(IP, &reg(RegType::AddEvents, vec![r_state("b")]), 9, 0)
+            .register(IP, &reg(RegType::AddEvents, vec![r_state("b")]), 0)
             .expect("ok");
         registry
-            .register(other, &reg(RegType::AddClient, vec![]), 9, 0)
+            .register(other, &reg(RegType::AddClient, vec![]), 0)
             .expect("ok");
         registry.publish(r_event("a", "ONLINE"), Instant::now());
         registry.publish(r_event("b", "ONLINE"), Instant::now());
@@ -515,7 +627,7 @@ mod tests {
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
         for ip in [IP, other] {
             registry
-                .register(ip, &reg(RegType::AddClient, vec![r_state("a")]), 9, 0)
+                .register(ip, &reg(RegType::AddClient, vec![r_state("a")]), 0)
                 .expect("ok");
         }
         let first = registry
@@ -528,5 +640,129 @@ mod tests {
             })
             .expect("second");
         assert!(Arc::ptr_eq(&first.types, &second.types));
+    }
+
+    fn limited(max_event_types: usize, max_latest_states: usize) -> Registry {
+        Registry::new(RegistryLimits {
+            max_event_types,
+            max_latest_states,
+            ..RegistryLimits::default()
+        })
+    }
+
+    #[test]
+    fn the_latest_state_table_forgets_the_oldest_state_past_its_bound() {
+        let mut registry = limited(10, 3);
+        let now = Instant::now();
+        for name in ["a", "b", "c"] {
+            registry.publish(r_event(name, "ONLINE"), now);
+        }
+        registry.publish(r_event("a", "OFFLINE"), now);
+        registry.take_dirty();
+        assert_eq!(
+            registry.committed(),
+            0,
+            "a state updated in place is no new state"
+        );
+        registry.publish(r_event("d", "ONLINE"), now);
+        assert_eq!(registry.latest_count(), 3);
+        let mut held: Vec<String> = registry
+            .latest()
+            .map(|e| e.event.nvpairs[0].values[0].to_string())
+            .collect();
+        held.sort();
+        assert_eq!(held, ["a", "c", "d"], "b had the oldest latest event");
+        let dirty = registry.take_dirty();
+        let deleted: Vec<&String> = dirty
+            .latest
+            .iter()
+            .filter(|(_, event)| event.is_none())
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(
+            deleted.len(),
+            1,
+            "the forgotten state is deleted from the store"
+        );
+        assert_eq!(registry.committed(), 1);
+    }
+
+    #[test]
+    fn a_failed_commit_brings_forgotten_states_back() {
+        let mut registry = limited(10, 1);
+        let now = Instant::now();
+        let kept = registry.publish(r_event("a", "ONLINE"), now);
+        registry.take_dirty();
+        registry.committed();
+        registry.publish(r_event("b", "ONLINE"), now);
+        registry.take_dirty();
+        registry.rollback();
+        let latest: Vec<u64> = registry.latest().map(|e| e.seq).collect();
+        assert_eq!(latest, vec![kept.seq]);
+        registry.publish(r_event("c", "ONLINE"), now);
+        assert_eq!(
+            registry.latest_count(),
+            1,
+            "the bound holds after a rollback"
+        );
+    }
+
+    #[test]
+    fn a_restore_past_the_bound_keeps_the_newest_states() {
+        let mut source = Registry::default();
+        let now = Instant::now();
+        let events: Vec<Arc<PublishedEvent>> = ["a", "b", "c"]
+            .iter()
+            .map(|name| source.publish(r_event(name, "ONLINE"), now))
+            .collect();
+        let restored = Registry::restore(
+            RegistryLimits {
+                max_latest_states: 2,
+                ..RegistryLimits::default()
+            },
+            Vec::new(),
+            events,
+            3,
+        );
+        let mut seqs: Vec<u64> = restored.latest().map(|e| e.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, [1, 2]);
+    }
+
+    #[test]
+    fn the_type_limit_is_exact_and_a_refusal_changes_nothing() {
+        let mut registry = limited(2, 10);
+        let refusal = registry
+            .register(
+                IP,
+                &reg(
+                    RegType::AddClient,
+                    vec![r_state("a"), r_state("b"), r_state("c")],
+                ),
+                0,
+            )
+            .expect_err("three types");
+        assert_eq!(refusal.status, StatusCode::LowResource);
+        assert_eq!(registry.client_count(), 0);
+        registry
+            .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 0)
+            .expect("one type");
+        let refusal = registry
+            .register(
+                IP,
+                &reg(RegType::AddEvents, vec![r_state("b"), r_state("c")]),
+                0,
+            )
+            .expect_err("would hold three");
+        assert_eq!(refusal.status, StatusCode::LowResource);
+        registry
+            .register(
+                IP,
+                &reg(RegType::AddEvents, vec![r_state("a"), r_state("b")]),
+                0,
+            )
+            .expect("a is held already: two in all");
+        let id = ClientId { ip: IP, port: 7000 };
+        assert_eq!(registry.client(id).expect("registered").types.len(), 2);
     }
 }

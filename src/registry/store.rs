@@ -378,13 +378,36 @@ impl Store {
 }
 
 /// Opens the redb file, classifying what can go wrong; redb's panics are caught, not shown.
+/// Only a missing file is created: an existing one that is not a valid store (an empty file
+/// included) is corruption, reported and left untouched.
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     let path = path.to_owned();
+    let exists = match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() == 0 => {
+            return Err(StoreError::Corrupt {
+                path,
+                cause: "the file is empty (0 bytes), so it holds no registry".into(),
+            });
+        }
+        Ok(_) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(error) => {
+            return Err(StoreError::Io {
+                path,
+                cause: error.to_string(),
+            });
+        }
+    };
     let opened = std::panic::catch_unwind(|| {
-        Database::builder()
+        let mut builder = Database::builder();
+        builder
             .set_check_integrity_on_open(true)
-            .set_cache_size(STORE_CACHE_BYTES)
-            .create(&path)
+            .set_cache_size(STORE_CACHE_BYTES);
+        if exists {
+            builder.open(&path)
+        } else {
+            builder.create(&path)
+        }
     });
     match opened {
         Ok(Ok(db)) => Ok(db),

@@ -195,6 +195,29 @@ pub fn spawn_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, PathBuf) {
+    spawn_limited(data_dir, log_dir, args, env, None)
+}
+
+/// Starts crnpd with a fresh data directory under a descriptor limit (soft and hard), as
+/// `prlimit --nofile=N:N` would.
+pub fn start_with_nofile(args: &[&str], nofile: u64) -> Crnpd {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data_dir = temp.path().join("data");
+    let (child, log) = spawn_limited(&data_dir, temp.path(), args, &[], Some(nofile));
+    let mut crnpd = Crnpd::await_ready(child, &data_dir, log);
+    crnpd._temp = Some(temp);
+    crnpd
+}
+
+/// [`spawn_with_env`] with an optional descriptor limit for the child.
+pub fn spawn_limited(
+    data_dir: &Path,
+    log_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    nofile: Option<u64>,
+) -> (Child, PathBuf) {
+    use std::os::unix::process::CommandExt;
     let log = log_dir.join(format!("crnpd-{}.log", unique()));
     let log_file = std::fs::File::create(&log).expect("log file");
     let defaults = [
@@ -202,7 +225,14 @@ pub fn spawn_with_env(
         ("--http", "127.0.0.1:0"),
         ("--cores", "2"),
     ];
-    let child = Command::new(crnpd_bin())
+    let mut command = Command::new(crnpd_bin());
+    if let Some(limit) = nofile {
+        // SAFETY: the hook only makes the setrlimit system call, which is safe after fork.
+        unsafe {
+            command.pre_exec(move || crnp::budget::set_descriptor_limit(limit));
+        }
+    }
+    let child = command
         .args(
             defaults
                 .iter()

@@ -46,6 +46,17 @@ pub(crate) struct Cli {
     /// An extra argument for the started crnpd (repeatable), e.g. --crnpd-arg=--cores=2.
     #[arg(long = "crnpd-arg", allow_hyphen_values = true)]
     pub(crate) crnpd_args: Vec<String>,
+    /// Idle connections to crnpd's HTTP port to hold through each run (a hostile local process).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) hold_http: usize,
+    /// Registration connections that send a byte a second and never finish, held through
+    /// each run (slowloris).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) hold_slowloris: usize,
+    /// Start the crnpd of --crnpd with this descriptor limit (soft and hard), as `prlimit
+    /// --nofile=N:N` would.
+    #[arg(long)]
+    pub(crate) crnpd_nofile: Option<u64>,
     /// The pid of an already running crnpd, to report its CPU time and peak memory.
     #[arg(long)]
     pub(crate) crnpd_pid: Option<u32>,

@@ -6,6 +6,7 @@
 
 mod blaster;
 mod cli;
+mod hostile;
 mod plan;
 mod plot;
 mod procstat;
@@ -68,7 +69,7 @@ async fn run(
             (Some(path), true) => {
                 let dir = work_dir.join(format!("point{index}"));
                 Some(
-                    OwnedServer::start(path, &cli.crnpd_args, &dir)
+                    OwnedServer::start(path, &cli.crnpd_args, cli.crnpd_nofile, &dir)
                         .await
                         .map_err(|e| (3, e.to_string()))?,
                 )
@@ -95,11 +96,29 @@ async fn run(
             unregister: owned.is_none(),
             nofile: nofile_limit,
         };
+        let hostile = match target {
+            Some(target) if cli.hold_http + cli.hold_slowloris > 0 => Some(
+                hostile::Hostile::open(
+                    target.http,
+                    target.listen,
+                    cli.hold_http,
+                    cli.hold_slowloris,
+                    target.pid,
+                )
+                .await,
+            ),
+            _ => None,
+        };
         let result = scenario::run(point).await;
+        let hostile = match hostile {
+            Some(held) => Some(held.close().await),
+            None => None,
+        };
         if let Some(server) = owned {
             server.stop().await;
         }
-        let point = result.map_err(|e| (2, e.to_string()))?;
+        let mut point = result.map_err(|e| (2, e.to_string()))?;
+        point.hostile = hostile;
         eprintln!("crnp-load: {subscribers} subscribers done");
         report.points.push(point);
     }

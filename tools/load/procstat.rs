@@ -13,9 +13,18 @@ pub(crate) fn process_cpu(pid: u32) -> std::io::Result<Duration> {
 
 /// Peak resident set size of process `pid` in KiB (`VmHWM` of `/proc/PID/status`).
 pub(crate) fn peak_rss_kib(pid: u32) -> std::io::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resident set size of process `pid` now, in KiB (`VmRSS` of `/proc/PID/status`).
+pub(crate) fn rss_kib(pid: u32) -> std::io::Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> std::io::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_vm_hwm(&text)
-        .ok_or_else(|| std::io::Error::other(format!("/proc/{pid}/status has no VmHWM")))
+    parse_status_kib(&text, field)
+        .ok_or_else(|| std::io::Error::other(format!("/proc/{pid}/status has no {field}")))
 }
 
 /// CPU time the calling thread has used.
@@ -51,8 +60,8 @@ fn parse_stat_cpu(stat: &str, ticks_per_second: u64) -> Option<Duration> {
 }
 
 /// The `VmHWM:` value in KiB.
-fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -175,8 +184,8 @@ mod tests {
     #[test]
     fn vm_hwm_is_read_in_kib() {
         let status = "Name:\tcrnpd\nVmPeak:\t  9000 kB\nVmHWM:\t    4321 kB\nVmRSS:\t 1000 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(4321));
-        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(4321));
+        assert_eq!(parse_status_kib("Name: x\n", "VmHWM:"), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::hostile::HostileReport;
+
 use crate::procstat::TcpCounters;
 use crate::stats::LatencySummary;
 use crate::verify::Counts;
@@ -35,6 +37,8 @@ pub(crate) struct PointReport {
     pub(crate) limit: Option<LimitPhase>,
     /// crnpd's deliveries/s divided by the blaster's.
     pub(crate) fraction_of_limit: Option<f64>,
+    /// The hostile load held through the run, when asked for.
+    pub(crate) hostile: Option<HostileReport>,
 }
 
 /// Registrations.
@@ -175,6 +179,23 @@ impl Report {
             line(&mut out, row);
         }
         for point in &self.points {
+            if let Some(h) = &point.hostile {
+                let dash = || "-".to_owned();
+                let fds = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
+                let mib = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.1}"));
+                let _ = writeln!(
+                    out,
+                    "{} subscribers: held {} idle HTTP and {} slowloris connections ({} could not connect); crnpd descriptors {} before, {} after; RSS {} MiB before, {} MiB after",
+                    point.subscribers,
+                    h.http_opened,
+                    h.slowloris_opened,
+                    h.connect_errors,
+                    fds(h.fds_before),
+                    fds(h.fds_after),
+                    mib(h.rss_before_mib),
+                    mib(h.rss_after_mib),
+                );
+            }
             for note in notes(point) {
                 let _ = writeln!(out, "{} subscribers: {note}", point.subscribers);
             }

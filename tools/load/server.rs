@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -65,6 +66,7 @@ impl OwnedServer {
     pub(crate) async fn start(
         path: &Path,
         extra: &[String],
+        nofile: Option<u64>,
         work_dir: &Path,
     ) -> Result<Self, ServerError> {
         let spawn_error = |source| ServerError::Spawn {
@@ -75,7 +77,14 @@ impl OwnedServer {
         std::fs::create_dir_all(&data_dir).map_err(spawn_error)?;
         let log_path = work_dir.join("crnpd.log");
         let log = std::fs::File::create(&log_path).map_err(spawn_error)?;
-        let mut child = Command::new(path)
+        let mut command = Command::new(path);
+        if let Some(limit) = nofile {
+            // SAFETY: the hook only makes the setrlimit system call, which is safe after fork.
+            unsafe {
+                command.pre_exec(move || crnp::budget::set_descriptor_limit(limit));
+            }
+        }
+        let mut child = command
             .args([
                 "--listen",
                 "127.0.0.1:0",

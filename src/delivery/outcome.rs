@@ -1,0 +1,114 @@
+//! What became of one delivery attempt, as typed values: the engine classifies what the kernel
+//! said, the queue decides on it, and metric labels and log words are derived here, once.
+
+use std::fmt;
+
+/// Why an attempt failed on the client's side of the connection; counted against the client
+/// (`crnp_delivery_failures_total{cause}`), retried, and after the last attempt the client
+/// is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureCause {
+    /// Nobody listens at the callback address.
+    Refused,
+    /// The attempt did not finish within `--client-timeout`.
+    Timeout,
+    /// The client reset the connection (or kept sending instead of closing).
+    Reset,
+    /// No local port could be had toward this client (EADDRNOTAVAIL: its 4-tuples are in
+    /// TIME_WAIT).
+    NoPort,
+    /// Anything else the network said.
+    Other,
+}
+
+impl FailureCause {
+    /// Every cause, in the order of their metric series.
+    pub const ALL: [FailureCause; 5] = [
+        FailureCause::Refused,
+        FailureCause::Timeout,
+        FailureCause::Reset,
+        FailureCause::NoPort,
+        FailureCause::Other,
+    ];
+
+    /// The metric label and the word in logs and the admin API.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureCause::Refused => "refused",
+            FailureCause::Timeout => "timeout",
+            FailureCause::Reset => "reset",
+            FailureCause::NoPort => "no_port",
+            FailureCause::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A resource of crnpd's own that ran out during an attempt. Never the client's fault: the
+/// attempt is not counted against it and is tried again after a back-off
+/// (`crnp_local_shortages_total{resource}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shortage {
+    /// The process or the system is out of file descriptors (EMFILE, ENFILE).
+    Descriptors,
+    /// The kernel could not allocate memory (ENOMEM).
+    Memory,
+    /// The kernel is out of socket buffers (ENOBUFS).
+    Buffers,
+}
+
+impl Shortage {
+    /// Every shortage, in the order of their metric series.
+    pub const ALL: [Shortage; 3] = [Shortage::Descriptors, Shortage::Memory, Shortage::Buffers];
+
+    /// The metric label and the word in logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Shortage::Descriptors => "descriptors",
+            Shortage::Memory => "memory",
+            Shortage::Buffers => "buffers",
+        }
+    }
+}
+
+impl fmt::Display for Shortage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How an attempt that did not deliver ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptError {
+    /// The client's side failed: counts as one of its attempts.
+    Failed(FailureCause),
+    /// crnpd ran short of its own resources: the attempt does not count.
+    Shortage(Shortage),
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Failed(cause) => write!(f, "{cause}"),
+            AttemptError::Shortage(shortage) => write!(f, "local shortage of {shortage}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_distinct_and_in_series_order() {
+        let causes: Vec<&str> = FailureCause::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(causes, ["refused", "timeout", "reset", "no_port", "other"]);
+        let shortages: Vec<&str> = Shortage::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(shortages, ["descriptors", "memory", "buffers"]);
+    }
+}

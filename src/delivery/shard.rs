@@ -1,0 +1,335 @@
+//! One core's share of the clients, without I/O: their types, their queues, the class index
+//! that finds the subscribers of an event, and the rules that decide what happens after each
+//! attempt. The engine feeds it registry changes, events and attempt outcomes, with the time as
+//! an argument, and turns the [`Effect`]s it returns into tasks and registry requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::{HashMap, HashSet};
+
+use super::{AfterFailure, AttemptError, DeliveryQueue, FailureCause, Next, RetryPolicy};
+use crate::protocol::{EventType, Text};
+use crate::registry::{Change, ClientId, PublishedEvent, RemovalReason, Replay, matches};
+
+/// A queued delivery: a reference to the one shared serialization of an event.
+pub type Item = Arc<PublishedEvent>;
+
+/// What the engine must do after a change to the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Start the client's delivery task (it was idle and now has work); the task passes
+    /// `slot` back with every call, so that it serves only the entry it was started for.
+    Wake {
+        /// The client.
+        client: ClientId,
+        /// The entry's slot.
+        slot: u64,
+    },
+    /// The client was removed here and must be removed from the registry, unless it
+    /// registered again since (`generation` tells).
+    Remove {
+        /// The client.
+        client: ClientId,
+        /// The registration it was removed under.
+        generation: u64,
+        /// Why.
+        reason: RemovalReason,
+    },
+}
+
+/// How an attempt settled, for the engine's metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The client read the event; its queue moved on.
+    Delivered,
+    /// The client's side failed; the same event is tried again at this time.
+    RetryAt(Instant),
+    /// That was the last attempt: the client is removed (see the effect).
+    GaveUp(Effect),
+    /// crnpd ran short of its own resources: not counted; tried again at this time.
+    Deferred(Instant),
+    /// The client was removed or replaced while the attempt ran: nothing to do.
+    Gone,
+}
+
+/// The outcome of the last delivery attempt, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastDelivery {
+    /// It completed.
+    Ok,
+    /// It failed, with this cause.
+    Failed(FailureCause),
+}
+
+/// One client as its core sees it.
+#[derive(Debug)]
+pub struct ShardClient {
+    /// Registration generation, to report a removal the registry can check.
+    generation: u64,
+    /// Unique per entry on this shard: a delivery task serves only the entry it was started for.
+    slot: u64,
+    types: Arc<[EventType]>,
+    queue: DeliveryQueue<Item>,
+    task_running: bool,
+    last_enqueued: Option<u64>,
+    last_delivery: Option<LastDelivery>,
+}
+
+impl ShardClient {
+    /// Deliveries waiting, including one in flight.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The outcome of the last attempt, `None` before the first.
+    pub fn last_delivery(&self) -> Option<LastDelivery> {
+        self.last_delivery
+    }
+
+    /// The registration generation this entry serves.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// The first wait after a shortage of crnpd's own resources.
+const SHORTAGE_WAIT_MIN: Duration = Duration::from_millis(10);
+/// The longest wait after a shortage of crnpd's own resources.
+const SHORTAGE_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// A core's clients and index.
+#[derive(Debug)]
+pub struct Shard {
+    clients: HashMap<ClientId, ShardClient>,
+    by_class: HashMap<Text, HashSet<ClientId>>,
+    next_slot: u64,
+    queued: usize,
+    policy: RetryPolicy,
+    /// The wait after the next shortage; zero while there is none.
+    shortage_wait: Duration,
+}
+
+impl Shard {
+    /// An empty shard whose clients are retried and bounded by `policy`.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Shard {
+            clients: HashMap::new(),
+            by_class: HashMap::new(),
+            next_slot: 0,
+            queued: 0,
+            policy,
+            shortage_wait: Duration::ZERO,
+        }
+    }
+
+    /// Deliveries queued on this shard.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// True while attempts are being put off for a shortage of crnpd's own.
+    pub fn short(&self) -> bool {
+        !self.shortage_wait.is_zero()
+    }
+
+    /// The clients, in no particular order.
+    pub fn clients(&self) -> impl Iterator<Item = (&ClientId, &ShardClient)> {
+        self.clients.iter()
+    }
+
+    /// Applies a registry change. Queued events that no longer match any type are dropped; a
+    /// new registration (generation) starts with no failed attempts; a replay is queued and
+    /// never overflows the queue.
+    pub fn apply(&mut self, change: Change) -> Vec<Effect> {
+        match change {
+            Change::Remove(id) => {
+                self.remove(id);
+                Vec::new()
+            }
+            Change::Upsert { record, replay } => {
+                let id = record.id;
+                if let Some(old) = self.clients.get(&id) {
+                    let old_types = Arc::clone(&old.types);
+                    self.unindex(id, &old_types);
+                }
+                let slot = self.next_slot;
+                let client = self.clients.entry(id).or_insert_with(|| ShardClient {
+                    generation: record.generation,
+                    slot,
+                    types: Arc::from([]),
+                    queue: DeliveryQueue::default(),
+                    task_running: false,
+                    last_enqueued: None,
+                    last_delivery: None,
+                });
+                if client.slot == slot {
+                    self.next_slot += 1;
+                }
+                if client.generation != record.generation {
+                    // A new ADD_CLIENT: the old registration's failed attempts are not its own.
+                    client.queue.reset_attempts();
+                }
+                client.generation = record.generation;
+                client.types = record.types;
+                let before = client.queue.len();
+                let types = &client.types;
+                client
+                    .queue
+                    .retain(|item| types.iter().any(|t| matches(t, &item.event)));
+                self.queued -= before - client.queue.len();
+                // Class names are short texts, stored inline: cloning one allocates nothing.
+                for t in client.types.iter() {
+                    self.by_class.entry(t.class.clone()).or_default().insert(id);
+                }
+                self.enqueue_replay(id, replay).into_iter().collect()
+            }
+        }
+    }
+
+    /// Queues `event` for every client with a matching type, once per client.
+    pub fn publish(&mut self, event: &Item) -> Vec<Effect> {
+        let Some(candidates) = self.by_class.get(&event.event.class) else {
+            return Vec::new();
+        };
+        let matching: Vec<ClientId> = candidates
+            .iter()
+            .filter(|id| {
+                self.clients
+                    .get(*id)
+                    .is_some_and(|c| c.types.iter().any(|t| matches(t, &event.event)))
+            })
+            .copied()
+            .collect();
+        matching
+            .into_iter()
+            .filter_map(|id| self.enqueue(id, event))
+            .collect()
+    }
+
+    /// Queues a latest-state replay; it never overflows the queue (the latest-state table
+    /// bounds it). An event the client has just been queued live is not queued again.
+    fn enqueue_replay(&mut self, id: ClientId, replay: Replay) -> Option<Effect> {
+        let client = self.clients.get_mut(&id)?;
+        let last = replay.last()?.seq;
+        let replay = match client.last_enqueued {
+            Some(seq) if replay.iter().any(|e| e.seq == seq) => {
+                replay.iter().filter(|e| e.seq != seq).cloned().collect()
+            }
+            _ => replay,
+        };
+        self.queued += replay.len();
+        client.queue.push_replay(replay);
+        client.last_enqueued = Some(last);
+        wake(id, client)
+    }
+
+    fn enqueue(&mut self, id: ClientId, event: &Item) -> Option<Effect> {
+        let client = self.clients.get_mut(&id)?;
+        if client.last_enqueued == Some(event.seq) {
+            return None;
+        }
+        if client.queue.push(Arc::clone(event), &self.policy).is_err() {
+            let generation = client.generation;
+            self.remove(id);
+            return Some(Effect::Remove {
+                client: id,
+                generation,
+                reason: RemovalReason::QueueOverflow,
+            });
+        }
+        self.queued += 1;
+        client.last_enqueued = Some(event.seq);
+        wake(id, client)
+    }
+
+    /// What the client's delivery task does next at `now`; `None` when the entry is gone or
+    /// was replaced (the task ends).
+    pub fn next(&mut self, id: ClientId, slot: u64, now: Instant) -> Option<Next<Item>> {
+        let client = self.clients.get_mut(&id).filter(|c| c.slot == slot)?;
+        let next = client.queue.next(now);
+        if matches!(next, Next::Idle) {
+            client.task_running = false;
+        }
+        Some(next)
+    }
+
+    /// Settles the attempt the task started with the last [`Shard::next`]. A failure of the
+    /// client's side counts toward its removal; a shortage of crnpd's own never does, and puts
+    /// the attempt off by 10 ms, doubling to 1 s while shortages go on.
+    pub fn finished(
+        &mut self,
+        id: ClientId,
+        slot: u64,
+        result: Result<(), AttemptError>,
+        now: Instant,
+    ) -> Settled {
+        let Some(client) = self.clients.get_mut(&id).filter(|c| c.slot == slot) else {
+            return Settled::Gone;
+        };
+        match result {
+            Ok(()) => {
+                client.queue.succeeded();
+                client.last_delivery = Some(LastDelivery::Ok);
+                self.queued -= 1;
+                self.shortage_wait = Duration::ZERO;
+                Settled::Delivered
+            }
+            Err(AttemptError::Shortage(_)) => {
+                self.shortage_wait =
+                    (self.shortage_wait * 2).clamp(SHORTAGE_WAIT_MIN, SHORTAGE_WAIT_MAX);
+                let at = now + self.shortage_wait;
+                client.queue.deferred(at);
+                Settled::Deferred(at)
+            }
+            Err(AttemptError::Failed(cause)) => {
+                client.last_delivery = Some(LastDelivery::Failed(cause));
+                let queued = client.queue.len();
+                match client.queue.failed(now, &self.policy) {
+                    AfterFailure::RetryAt(at) => Settled::RetryAt(at),
+                    AfterFailure::GiveUp => {
+                        // Giving up empties the queue, so `remove` finds nothing left to uncount.
+                        self.queued -= queued;
+                        let generation = client.generation;
+                        self.remove(id);
+                        Settled::GaveUp(Effect::Remove {
+                            client: id,
+                            generation,
+                            reason: RemovalReason::Unreachable,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.remove(&id) {
+            self.queued -= client.queue.len();
+            self.unindex(id, &client.types);
+        }
+    }
+
+    fn unindex(&mut self, id: ClientId, types: &[EventType]) {
+        for class in types.iter().map(|t| t.class.as_str()) {
+            if let Some(set) = self.by_class.get_mut(class) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_class.remove(class);
+                }
+            }
+        }
+    }
+}
+
+/// Starts the client's delivery task unless it runs already.
+fn wake(id: ClientId, client: &mut ShardClient) -> Option<Effect> {
+    if client.task_running {
+        return None;
+    }
+    client.task_running = true;
+    Some(Effect::Wake {
+        client: id,
+        slot: client.slot,
+    })
+}
