@@ -46,10 +46,10 @@ struct Published {
     sequences: Vec<u64>,
 }
 
-/// The first wait before a publish answered 503 is sent again; it doubles up to
+/// The first wait before a publish that got 503 or no answer is sent again; it doubles up to
 /// [`BUSY_WAIT_MAX`] until the publisher's timeout.
 const BUSY_WAIT_MIN: Duration = Duration::from_millis(50);
-/// The longest wait between two tries of a publish answered 503.
+/// The longest wait between two tries of a publish.
 const BUSY_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// Connects to the HTTP API at `addr` within `timeout`.
@@ -80,6 +80,8 @@ pub struct Publisher {
     addr: SocketAddr,
     /// Deadline of each request.
     timeout: Duration,
+    /// The connection must be replaced before the next request.
+    closed: bool,
 }
 
 impl Publisher {
@@ -89,6 +91,7 @@ impl Publisher {
             sender: handshake(addr, timeout).await?,
             addr,
             timeout,
+            closed: false,
         })
     }
 
@@ -112,23 +115,24 @@ impl Publisher {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut wait = BUSY_WAIT_MIN;
         let (status, body) = loop {
-            if self.sender.is_closed() {
-                // crnpd closes a kept-alive connection that stayed idle past its header
-                // timeout; nothing was sent on it since, so a new one loses nothing.
-                self.sender = handshake(self.addr, self.timeout).await?;
-            }
-            let path = Uri::from_static("/v1/events");
-            let answer = self
-                .request(Method::POST, path, Some((content_type, body.clone())))
-                .await?;
-            // 503: crnpd is at its HTTP connection limit, or not active (a standby, a
-            // failover in progress); nothing was published, so trying again is safe.
-            if answer.0 != 503 || tokio::time::Instant::now() + wait >= deadline {
-                break answer;
+            let answer = self.try_publish(content_type, body.clone()).await;
+            let retry = match &answer {
+                // crnpd is at its HTTP connection limit, or not active (a standby, a
+                // failover in progress): nothing was published.
+                Ok((status, _)) => *status == 503,
+                // No answer at all: crnpd closed a connection over its limit, or is
+                // restarting. Trying again may, if crnpd died after committing, publish the
+                // event twice; CRNP delivers at least once, never zero times.
+                Err(ClientError::Connect { .. } | ClientError::Http { .. }) => true,
+                Err(_) => false,
+            };
+            if !retry || tokio::time::Instant::now() + wait >= deadline {
+                break answer?;
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(BUSY_WAIT_MAX);
-            self.sender = handshake(self.addr, self.timeout).await?;
+            // A new connection for the next try: crnpd closes the ones it turns away.
+            self.closed = true;
         };
         let body = expect_success(self.addr, status, body)?;
         let published: Published =
@@ -137,6 +141,22 @@ impl Publisher {
                 reason: format!("publish answer: {e}"),
             })?;
         Ok(published.sequences)
+    }
+
+    /// One try of a publish, on a new connection if the last one is closed.
+    async fn try_publish(
+        &mut self,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), ClientError> {
+        if self.closed || self.sender.is_closed() {
+            // crnpd closes a kept-alive connection that stayed idle past its header timeout.
+            self.sender = handshake(self.addr, self.timeout).await?;
+            self.closed = false;
+        }
+        let path = Uri::from_static("/v1/events");
+        self.request(Method::POST, path, Some((content_type, body)))
+            .await
     }
 
     /// Sends one request and returns the status and the whole body.

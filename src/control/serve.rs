@@ -2,7 +2,7 @@
 //! every request, so that nothing a local process does to the HTTP port can hold more than
 //! `--max-http-connections` descriptors, or hold them for long.
 //!
-//! Past the cap a connection is answered `503` and closed. A request's headers must
+//! Past the cap a connection gets `503` to its request and is closed. A request's headers must
 //! arrive within `--http-header-timeout` of the connection opening or of the previous response
 //! (hyper starts that timer whenever a connection waits for a request head, so it is also the
 //! keep-alive idle timeout); its body within `--http-body-timeout` (see the publish handler).
@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -32,33 +34,11 @@ pub struct HttpLimits {
 /// 503 answers being written at once; past it a connection over the cap is closed at once.
 /// Their descriptors are part of [`crate::budget::RESERVED`].
 pub const HTTP_REFUSALS: usize = 16;
-/// Longest wait for a refused client to close after the 503.
-const REFUSAL_DRAIN_TIME: Duration = Duration::from_secs(1);
-/// Most bytes read and discarded from a refused client.
-const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
+/// Time a refused client has to send its request.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
-/// The answer past the connection cap, written without reading the request.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 42\r\nretry-after: 1\r\n\r\ntoo many HTTP connections; try again later\n";
-
-/// Writes [`BUSY`], then reads and discards what the client sent (bounded in time and bytes)
-/// before closing, so that the close does not reset the connection under the answer.
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let answer = async {
-        stream.write_all(BUSY).await?;
-        stream.shutdown().await?;
-        let mut discard = [0u8; 4096];
-        let mut budget = REFUSAL_DRAIN_BYTES;
-        while budget > 0 {
-            match stream.read(&mut discard).await? {
-                0 => break,
-                n => budget = budget.saturating_sub(n),
-            }
-        }
-        std::io::Result::Ok(())
-    };
-    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, answer).await;
-}
+/// The body of the answer past the connection cap.
+const BUSY_MESSAGE: &[u8] = b"too many HTTP connections; try again later\n";
 
 /// The wait after a failed accept (out of descriptors, most likely) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -121,4 +101,24 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Answers each request on a connection over the cap with [`BUSY_MESSAGE`] and `503`, then
+/// closes it: the client gets an answer to the request it sent, not an unsolicited one.
+async fn refuse_busy(stream: tokio::net::TcpStream) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_TIME)
+        .keep_alive(false);
+    let busy = hyper::service::service_fn(|_request| async {
+        let mut response = hyper::Response::new(Full::new(Bytes::from_static(BUSY_MESSAGE)));
+        *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let connection = http.serve_connection(TokioIo::new(stream), busy);
+    let _ = tokio::time::timeout(REFUSAL_TIME * 2, connection).await;
 }

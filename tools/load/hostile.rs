@@ -14,6 +14,8 @@ use crate::procstat;
 
 /// How long each slowloris connection waits between two bytes.
 const DRIBBLE_EVERY: Duration = Duration::from_secs(1);
+/// How long after the descriptors settled crnpd's memory is read: one round of its upkeep.
+const RSS_SETTLE: Duration = Duration::from_secs(6);
 /// How long crnpd gets to come back to its idle descriptor count after the run.
 const SETTLE: Duration = Duration::from_secs(90);
 
@@ -55,7 +57,7 @@ impl Hostile {
         pid: Option<u32>,
     ) -> Hostile {
         let mut report = HostileReport {
-            fds_before: pid.and_then(open_fds),
+            fds_before: settled_fds(pid).await,
             rss_before_mib: pid.and_then(rss_mib),
             ..HostileReport::default()
         };
@@ -107,6 +109,8 @@ impl Hostile {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // crnpd hands freed memory back every 5 s (its metrics upkeep): read the RSS after one round.
+        tokio::time::sleep(RSS_SETTLE).await;
         report.rss_after_mib = pid.and_then(rss_mib);
         report
     }
@@ -130,6 +134,21 @@ async fn dribble(mut streams: Vec<TcpStream>) {
         }
         streams = alive;
     }
+}
+
+/// crnpd's descriptor count once it stopped moving: its cores open their rings just after the
+/// ready line, so a count taken at once can be short of the idle level.
+async fn settled_fds(pid: Option<u32>) -> Option<u64> {
+    let mut last = pid.and_then(open_fds)?;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = pid.and_then(open_fds)?;
+        if now == last {
+            return Some(now);
+        }
+        last = now;
+    }
+    Some(last)
 }
 
 fn open_fds(pid: u32) -> Option<u64> {
