@@ -3,7 +3,8 @@
 //!
 //! - idle HTTP connections cannot exhaust crnpd's descriptors: past `--max-http-connections`
 //!   they get 503, every connection is closed once its header timeout passes (kept-alive ones
-//!   too), and registrations and deliveries go on;
+//!   too), a body that does not arrive within its timeout gets 408, and registrations and
+//!   deliveries go on;
 //! - crnpd's own shortage of descriptors is never a client's failed attempt: 3,000 healthy
 //!   subscribers under a 1,024-descriptor limit get every event;
 //! - a latest-state replay larger than `--max-queue-depth` never removes the client, on
@@ -141,6 +142,58 @@ fn a_kept_alive_http_connection_is_closed_after_the_header_timeout() {
         started.elapsed() < WAIT,
         "closed by crnpd, not by the read timeout"
     );
+}
+
+#[test]
+fn a_publish_body_that_does_not_arrive_in_time_gets_408_and_publishes_nothing() {
+    let crnpd = Crnpd::start(&["--http-body-timeout", "0.5"]);
+    let mut stream = TcpStream::connect_timeout(&crnpd.http, WAIT).expect("connect");
+    stream
+        .write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: crnpd\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"class\":",
+        )
+        .expect("a partial request");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut answer = [0u8; 12];
+    stream
+        .read_exact(&mut answer)
+        .expect("crnpd answers before the read timeout");
+    assert_eq!(&answer, b"HTTP/1.1 408");
+    assert_eq!(crnpd.metric("crnp_events_published_total", &[]), 0.0);
+    let (status, body) = crnpd.publish_json(&membership_event("n1"));
+    assert_eq!(status, 202, "a whole body in time is published: {body}");
+}
+
+#[test]
+fn past_the_connection_limit_at_most_32_refusals_per_core_are_written_at_once() {
+    let crnpd = Crnpd::start(&["--cores", "1", "--max-connections", "1"]);
+    let held = connect_from(ip(89), crnpd.listen);
+    crnpd.wait_metric("crnp_registration_connections", &[], |v| v == 1.0);
+    let mut over: Vec<TcpStream> = (0..40)
+        .map(|_| connect_from(ip(89), crnpd.listen))
+        .collect();
+    let (mut replied, mut closed) = (0, 0);
+    for stream in &mut over {
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        if status_of(&String::from_utf8_lossy(&answer)) == "LOW_RESOURCE" {
+            replied += 1;
+        } else {
+            closed += 1;
+        }
+    }
+    assert_eq!(replied + closed, 40);
+    assert!(replied <= 32, "{replied} LOW_RESOURCE replies at once");
+    assert!(
+        closed >= 1,
+        "past 32 refusals in progress a connection is closed at once"
+    );
+    assert_eq!(
+        crnpd.metric("crnp_registration_connections_rejected_total", &[]),
+        40.0
+    );
+    drop(held);
 }
 
 #[test]
