@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::control::serve::HttpLimits;
 use crate::control::{self, ControlState};
 use crate::engine::{self, CoreChannels, Engine};
-use crate::registry::service::{self, ServiceLimits};
+use crate::registry::service::{self, ServiceError, ServiceLimits};
 use crate::registry::{RegistryLimits, Store, StoreError};
 use crate::telemetry;
 
@@ -20,6 +20,9 @@ pub enum StartError {
     /// The registry store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The registry service could not start, or stopped because it can no longer serve.
+    #[error(transparent)]
+    Registry(#[from] ServiceError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -197,23 +200,46 @@ async fn serve(
     tracing::info!(listen = %engine.listen, http = %http_addr, cores = config.cores, "crnpd started");
     println!("crnpd ready listen={} http={}", engine.listen, http_addr);
 
-    termination().await;
+    let mut registry_ended = tokio::task::spawn_blocking(move || registry_thread.join());
+    // The registry thread ends early only when it can no longer serve; then this instance
+    // stops at once, without the grace period.
+    let ended_early = tokio::select! {
+        () = termination() => None,
+        ended = &mut registry_ended => Some(ended),
+    };
     tracing::info!("stopping");
-    let deadline = Instant::now() + config.shutdown_timeout;
+    let grace = match ended_early {
+        None => config.shutdown_timeout,
+        Some(_) => Duration::ZERO,
+    };
+    let deadline = Instant::now() + grace;
     state.deactivate();
     let _ = stop_http.send(());
-    let _ = tokio::time::timeout(config.shutdown_timeout, http_task).await;
+    let _ = tokio::time::timeout(grace, http_task).await;
     tokio::task::spawn_blocking(move || {
         engine.shutdown(deadline);
         drop(registry);
         drop(state);
-        if registry_thread.join().is_err() {
-            tracing::error!("the registry thread panicked");
-        }
     })
     .await
     .map_err(|e| StartError::Runtime(e.to_string()))?;
+    // The thread ends once the last handle is gone. An HTTP connection still open past the
+    // grace period may hold one; everything acknowledged is committed already, so the wait
+    // is bounded and nothing is lost by not waiting longer.
+    let ended = match ended_early {
+        Some(ended) => Some(ended),
+        None => tokio::time::timeout(config.shutdown_timeout, registry_ended)
+            .await
+            .ok(),
+    };
     upkeep.abort();
+    match ended {
+        Some(Ok(Ok(Ok(())))) => {}
+        Some(Ok(Ok(Err(error)))) => return Err(StartError::Registry(error)),
+        Some(Ok(Err(_panic))) => tracing::error!("the registry thread panicked"),
+        Some(Err(join)) => return Err(StartError::Runtime(join.to_string())),
+        None => tracing::warn!("an HTTP connection outlived the shutdown; stopping without it"),
+    }
     tracing::info!("crnpd stopped");
     Ok(())
 }

@@ -31,9 +31,10 @@ pub trait Dispatcher: Send + 'static {
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// The store could not make the event durable.
+    /// The store could not make the event durable (one error, shared by every request of the
+    /// batch whose commit failed).
     #[error("the event could not be made durable: {0}")]
-    Store(String),
+    Store(#[source] Arc<StoreError>),
     /// The service is not running (shutting down).
     #[error("the registry is shutting down")]
     Unavailable,
@@ -150,12 +151,35 @@ pub struct ServiceLimits {
     pub max_commit_batch: usize,
 }
 
+/// Why the registry service could not start, or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The thread could not be created.
+    #[error("cannot start the registry thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// After a failed commit the store's lock was released for a reopen, and another crnpd (a
+    /// standby) took it: that one is active now, and this one must stop serving at once.
+    #[error("{}: another crnpd took the store over after a failed commit; this one stops", path.display())]
+    TakenOver {
+        /// The store file.
+        path: std::path::PathBuf,
+    },
+}
+
+/// The running service thread: it ends when every handle is dropped, or on a condition that
+/// leaves it unable to serve (see [`ServiceError::TakenOver`]).
+pub type ServiceThread = JoinHandle<Result<(), ServiceError>>;
+
 /// Starts the service thread on an open store; it stops when every handle is dropped.
 pub fn start(
     mut store: Store,
     limits: ServiceLimits,
     dispatcher: impl Dispatcher,
-) -> Result<(RegistryHandle, JoinHandle<()>), StoreError> {
+) -> Result<(RegistryHandle, ServiceThread), ServiceError> {
     let contents = store.load()?;
     let registry = Registry::restore(
         limits.registry,
@@ -188,10 +212,7 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("crnp-registry".into())
         .spawn(move || service.run(&inbox))
-        .map_err(|e| StoreError::Io {
-            path: std::path::PathBuf::from("<thread>"),
-            cause: e.to_string(),
-        })?;
+        .map_err(ServiceError::Thread)?;
     Ok((RegistryHandle { requests }, thread))
 }
 
@@ -227,7 +248,7 @@ enum Done {
 }
 
 impl<D: Dispatcher> Service<D> {
-    fn run(&mut self, inbox: &flume::Receiver<Request>) {
+    fn run(&mut self, inbox: &flume::Receiver<Request>) -> Result<(), ServiceError> {
         while let Ok(first) = inbox.recv() {
             let mut batch = vec![first];
             batch.extend(
@@ -258,11 +279,12 @@ impl<D: Dispatcher> Service<D> {
                 }
                 Err(error) => {
                     telemetry::commit_failed();
-                    self.fail(done, &error);
+                    self.fail(done, Arc::new(error))?;
                 }
             }
             telemetry::clients_registered(self.registry.client_count());
         }
+        Ok(())
     }
 
     fn apply(&mut self, request: Request) -> Done {
@@ -361,22 +383,17 @@ impl<D: Dispatcher> Service<D> {
     /// The commit failed: nothing of the batch happened. Undo it in memory (the next commit
     /// rewrites the keys it touched), reopen the store so that redb accepts writes again once
     /// the cause is gone (a full disk), and refuse every request of the batch.
-    fn fail(&mut self, done: Vec<Done>, error: &StoreError) {
+    fn fail(&mut self, done: Vec<Done>, error: Arc<StoreError>) -> Result<(), ServiceError> {
         tracing::error!(%error, requests = done.len(), "registry commit failed; the batch is refused");
         self.registry.rollback();
+        let mut taken_over = None;
         match self.store.reopen() {
             Ok(()) => {
                 tracing::info!(store = %self.store.path().display(), "store reopened after the failed commit")
             }
             Err(StoreError::Locked { path }) => {
-                // The lock was released for the reopen and another crnpd (a standby) took it:
-                // it is the active instance now, and this one must stop serving at once.
-                tracing::error!(store = %path.display(), "another crnpd took the store over during a reopen; exiting");
-                eprintln!(
-                    "crnpd: {}: another crnpd took the store over after a failed commit; exiting",
-                    path.display()
-                );
-                std::process::exit(1);
+                tracing::error!(store = %path.display(), "another crnpd took the store over during a reopen; stopping");
+                taken_over = Some(path);
             }
             Err(reopen) => {
                 tracing::error!(error = %reopen, "cannot reopen the store yet; the next commit tries again")
@@ -391,7 +408,7 @@ impl<D: Dispatcher> Service<D> {
                     ));
                 }
                 Done::Publish { reply, .. } => {
-                    let _ = reply.send(Err(PublishError::Store(error.to_string())));
+                    let _ = reply.send(Err(PublishError::Store(Arc::clone(&error))));
                 }
                 Done::Deleted { reply, .. } => {
                     let _ = reply.send(false);
@@ -413,6 +430,10 @@ impl<D: Dispatcher> Service<D> {
                     }
                 }
             }
+        }
+        match taken_over {
+            Some(path) => Err(ServiceError::TakenOver { path }),
+            None => Ok(()),
         }
     }
 }

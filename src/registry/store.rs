@@ -63,12 +63,19 @@ pub enum StoreError {
         cause: String,
     },
     /// A read or write failed (disk full, I/O error).
-    #[error("{path}: store I/O failed: {cause}")]
+    #[error("{path}: store I/O failed: {source}")]
     Io {
         /// The store file.
         path: PathBuf,
-        /// What redb said.
-        cause: String,
+        /// What redb (or the file system) said.
+        source: redb::Error,
+    },
+    /// An earlier commit failed and the store could not be reopened since; the next commit
+    /// tries again.
+    #[error("{path}: the store is closed after an I/O error and could not be reopened yet")]
+    Closed {
+        /// The store file.
+        path: PathBuf,
     },
 }
 
@@ -155,9 +162,8 @@ impl Store {
     }
 
     fn db(&self) -> Result<&Database, StoreError> {
-        self.db.as_ref().ok_or_else(|| StoreError::Io {
+        self.db.as_ref().ok_or_else(|| StoreError::Closed {
             path: self.path.clone(),
-            cause: "the store is closed after an I/O error and could not be reopened yet".into(),
         })
     }
 
@@ -362,10 +368,10 @@ impl Store {
         Ok(())
     }
 
-    fn io(&self, error: impl std::fmt::Display) -> StoreError {
+    fn io(&self, error: impl Into<redb::Error>) -> StoreError {
         StoreError::Io {
             path: self.path.clone(),
-            cause: error.to_string(),
+            source: error.into(),
         }
     }
 
@@ -394,7 +400,7 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
         Err(error) => {
             return Err(StoreError::Io {
                 path,
-                cause: error.to_string(),
+                source: error.into(),
             });
         }
     };
@@ -428,7 +434,7 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
             Err(StoreError::Io {
                 path,
-                cause: source.to_string(),
+                source: source.into(),
             })
         }
         Ok(Err(e)) => Err(StoreError::Corrupt {
