@@ -61,21 +61,9 @@ impl Hostile {
             rss_before_mib: pid.and_then(rss_mib),
             ..HostileReport::default()
         };
-        let mut held_http = Vec::with_capacity(http);
-        for _ in 0..http {
-            match TcpStream::connect(http_addr).await {
-                Ok(stream) => held_http.push(stream),
-                Err(_) => report.connect_errors += 1,
-            }
-        }
+        let held_http = connect_many(http_addr, http, &mut report.connect_errors).await;
         report.http_opened = held_http.len();
-        let mut dribbling = Vec::with_capacity(slowloris);
-        for _ in 0..slowloris {
-            match TcpStream::connect(crnp_addr).await {
-                Ok(stream) => dribbling.push(stream),
-                Err(_) => report.connect_errors += 1,
-            }
-        }
+        let dribbling = connect_many(crnp_addr, slowloris, &mut report.connect_errors).await;
         report.slowloris_opened = dribbling.len();
         let dribbler = tokio::spawn(dribble(dribbling));
         Hostile {
@@ -114,6 +102,18 @@ impl Hostile {
         report.rss_after_mib = pid.and_then(rss_mib);
         report
     }
+}
+
+/// Opens `count` connections to `addr`, counting those that fail in `errors`.
+async fn connect_many(addr: SocketAddr, count: usize, errors: &mut usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => streams.push(stream),
+            Err(_) => *errors += 1,
+        }
+    }
+    streams
 }
 
 /// Sends one byte of a registration that never ends, every second, on each connection, until
