@@ -44,14 +44,14 @@ fn r_state_event(name: &str) -> String {
     )
 }
 
-/// Publishes `body`, retrying while crnpd answers 503 or turns the connection away, up to
-/// [`WAIT`]; returns the final status and body.
+/// Publishes `body`, retrying while crnpd answers 503 or turns the connection away (closed
+/// without an answer: status 0), up to [`WAIT`]; returns the final status and body.
 fn publish_when_admitted(crnpd: &Crnpd, body: &str) -> (u16, String) {
     let deadline = Instant::now() + WAIT;
     loop {
         let attempt = std::panic::catch_unwind(|| crnpd.publish_json(body));
         match attempt {
-            Ok((503, _)) | Err(_) if Instant::now() < deadline => {
+            Ok((0 | 503, _)) | Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             Ok(answer) => return answer,
