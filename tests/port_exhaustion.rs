@@ -3,6 +3,8 @@
 //! (`crnp_delivery_failures_total{cause="no_port"}`), retries it like any failed attempt, never
 //! hangs on it, and keeps delivering to other clients.
 //!
+//! This is the `--source-port 0` mode (ephemeral source ports); with the default fixed source
+//! port there is one 4-tuple per client and no port to run out of (tests/source_port.rs).
 //! The exhaustion is made real, not simulated: the test runs in its own network namespace
 //! (root only) whose ephemeral port range holds two ports and whose TIME_WAIT reuse is off.
 
@@ -44,6 +46,8 @@ fn exhausted_source_ports_are_a_counted_retried_failure_and_never_a_hang() {
             "127.0.0.1:9444",
             "--http",
             "127.0.0.1:9445",
+            "--source-port",
+            "0",
             "--client-retry-count",
             "2",
             "--client-retry-interval",

@@ -2,7 +2,6 @@
 //! Nothing here is shared with another core; the registry service talks to it by channel.
 
 use std::cell::{Cell, RefCell};
-use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use crate::telemetry::CoreMetrics;
 pub(crate) struct CoreSettings {
     pub(crate) policy: RetryPolicy,
     pub(crate) client_timeout: Duration,
-    pub(crate) source: Option<IpAddr>,
+    pub(crate) source: outbound::Source,
     pub(crate) limits: Limits,
     pub(crate) max_connections: usize,
 }
