@@ -28,9 +28,7 @@ pub(crate) enum AttemptError {
     Timeout,
     /// The client reset the connection.
     Reset,
-    /// No local port or address could be had (EADDRNOTAVAIL: TIME_WAIT build-up with ephemeral
-    /// ports; with a fixed source port, a client without TCP timestamps delivered to less than
-    /// 60 s ago).
+    /// No local port or address could be had (EADDRNOTAVAIL: TIME_WAIT build-up).
     NoPort,
     /// Anything else.
     Other,
