@@ -5,7 +5,8 @@
 //! one left, which Linux allows for an explicitly bound port when TCP timestamps are on,
 //! whatever `tcp_tw_reuse` says); `--source-port 0` gives ephemeral ports, all of which the
 //! client rejects; `--source-port N` another fixed port; a wildcard `--listen` and
-//! `--source-addr` work too. With TCP timestamps off (a private network namespace, root only)
+//! `--source-addr` work too; the TIME_WAIT entries deliveries leave on the listen port do not
+//! keep a restarted server off it. With TCP timestamps off (a private network namespace, root only)
 //! the TIME_WAIT 4-tuple cannot be reused: that is a counted, retried `no_port` failure of that
 //! client alone, while other clients keep receiving.
 
@@ -14,6 +15,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 
 use common::*;
+use socket2::{Domain, Socket, Type};
 
 /// A client that follows the guide: it accepts a delivery only from `expect`, the address and
 /// port it registered with. Others it reads and throws away, as a client ignoring a stranger.
@@ -200,6 +202,57 @@ fn source_addr_with_a_wildcard_listen_delivers_from_the_floating_ip_and_listen_p
     assert_eq!(status_of(&reply), "OK");
     publish_burst(&crnpd, 5);
     assert_eq!(client.accept_all(5), vec![0, 1, 2, 3, 4]);
+}
+
+/// Sockets in TIME_WAIT whose local address is `local` (IPv4), from /proc/net/tcp.
+fn time_wait_on(local: SocketAddr) -> usize {
+    let IpAddr::V4(ip) = local.ip() else {
+        panic!("an IPv4 address: {local}")
+    };
+    let wanted = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(ip.octets()),
+        local.port()
+    );
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("read /proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&wanted.as_str()) && fields.get(3) == Some(&"06")
+        })
+        .count()
+}
+
+#[test]
+fn the_time_wait_deliveries_leave_does_not_keep_a_restart_off_the_listen_port() {
+    let crnpd = Crnpd::start(&[]);
+    let listen = crnpd.listen;
+    let client = StrictClient::listen(ip(1), listen);
+    register_for_everything(&crnpd, ip(1), client.port());
+    publish_burst(&crnpd, 3);
+    assert_eq!(client.accept_all(3), vec![0, 1, 2]);
+    assert!(crnpd.terminate().success());
+    assert!(
+        time_wait_on(listen) >= 1,
+        "the deliveries left their 4-tuple in TIME_WAIT on {listen}"
+    );
+    // What a restarting server may do to check that nobody else serves the port: bind it with
+    // SO_REUSEADDR and without SO_REUSEPORT.
+    let probe = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    probe.set_reuse_address(true).expect("SO_REUSEADDR");
+    probe
+        .bind(&listen.into())
+        .expect("TIME_WAIT entries hold no claim on the listen port");
+    drop(probe);
+    let listen_arg = listen.to_string();
+    let again = Crnpd::start(&["--listen", &listen_arg]);
+    assert_eq!(again.listen, listen);
+    // A fresh registry: the same client registers again, and its 4-tuple is reused once more.
+    register_for_everything(&again, ip(1), client.port());
+    publish_burst(&again, 2);
+    assert_eq!(client.accept_all(2), vec![0, 1]);
 }
 
 #[test]

@@ -158,15 +158,19 @@ const PEER_BYTES_LIMIT: usize = 64 * 1024;
 const PEER_READ_CHUNK: usize = 512;
 
 /// A socket bound to the service address before connecting, so clients see the floating IP.
-/// A fixed port needs SO_REUSEPORT, as the listeners on it have (same user; SO_REUSEADDR is not
-/// needed on either side). Without one, IP_BIND_ADDRESS_NO_PORT defers the port choice to
-/// connect, so ports are not reserved early.
+/// A fixed port needs SO_REUSEPORT, as the listeners on it have (same user). SO_REUSEADDR is
+/// not needed for the bind, but the TIME_WAIT entry a socket leaves keeps its options, and
+/// without it ours would make a later bind of the port with SO_REUSEADDR alone fail for 60 s
+/// (as a restarted crnpd's check that nobody else serves the port does); accepted connections
+/// have it from their listener. Without a fixed port, IP_BIND_ADDRESS_NO_PORT defers the port choice to connect, so ports
+/// are not reserved early.
 fn bound_socket(dest: SocketAddr, source: Source) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(Protocol::TCP))?;
     match (source.ip, source.port) {
         (ip, Some(port)) => {
             let ip = ip.unwrap_or_else(|| unspecified_like(dest));
             socket.set_reuse_port(true)?;
+            socket.set_reuse_address(true)?;
             socket.bind(&SocketAddr::new(ip, port.get()).into())?;
         }
         (Some(ip), None) => {
