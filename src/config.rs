@@ -5,6 +5,7 @@
 //! `--client-timeout`, the variable `CRNPD_CLIENT_TIMEOUT`, the file key `client-timeout`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU16;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -96,6 +97,9 @@ pub struct Settings {
     /// Source IP of outbound deliveries [default: the --listen IP unless it is a wildcard].
     #[arg(long, env = "CRNPD_SOURCE_ADDR")]
     pub source_addr: Option<IpAddr>,
+    /// Source port of outbound deliveries; 0 for an ephemeral port each [default: the --listen port].
+    #[arg(long, env = "CRNPD_SOURCE_PORT")]
+    pub source_port: Option<u16>,
     /// Largest registration message in bytes [default: 65536].
     #[arg(long, env = "CRNPD_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -198,6 +202,8 @@ pub struct Config {
     pub deny_hosts: HostList,
     /// Source IP of outbound deliveries; `None` lets the kernel choose (wildcard listen).
     pub source_addr: Option<IpAddr>,
+    /// Source port of outbound deliveries.
+    pub source_port: SourcePort,
     /// Largest registration message in bytes.
     pub max_message_bytes: usize,
     /// Registration connections open at once, per core.
@@ -222,6 +228,25 @@ pub struct Config {
     pub standby: bool,
     /// Bearer token for state-changing admin calls, if any.
     pub admin_token: Option<String>,
+}
+
+/// The source port of outbound deliveries. Clients that follow the developer's guide accept a
+/// delivery only from the address and port they registered with, hence the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourcePort {
+    /// The port registrations are accepted on (the one bound when `--listen` asks for port 0).
+    Listen,
+    /// A port the kernel picks for each connection (`--source-port 0`).
+    Ephemeral,
+    /// This port (`--source-port N`).
+    Fixed(NonZeroU16),
+}
+
+impl SourcePort {
+    /// `--source-port N`: 0 means ephemeral ports.
+    pub fn from_flag(port: u16) -> Self {
+        NonZeroU16::new(port).map_or(SourcePort::Ephemeral, SourcePort::Fixed)
+    }
 }
 
 /// A setting that cannot be used, named with what would be accepted.
@@ -279,6 +304,7 @@ impl Settings {
             allow_hosts: self.allow_hosts.or(lower.allow_hosts),
             deny_hosts: self.deny_hosts.or(lower.deny_hosts),
             source_addr: self.source_addr.or(lower.source_addr),
+            source_port: self.source_port.or(lower.source_port),
             max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
             max_connections: self.max_connections.or(lower.max_connections),
             max_queue_depth: self.max_queue_depth.or(lower.max_queue_depth),
@@ -327,6 +353,9 @@ impl Settings {
             source_addr: self
                 .source_addr
                 .or_else(|| (!listen.ip().is_unspecified()).then(|| listen.ip())),
+            source_port: self
+                .source_port
+                .map_or(SourcePort::Listen, SourcePort::from_flag),
             max_message_bytes: self.max_message_bytes.unwrap_or(64 * 1024),
             max_connections: self.max_connections.unwrap_or(4096),
             max_queue_depth: self.max_queue_depth.unwrap_or(10_000),
@@ -553,5 +582,22 @@ mod tests {
             .resolve()
             .expect("valid");
         assert_eq!(config.source_addr, None);
+    }
+
+    #[test]
+    fn deliveries_leave_from_the_listen_port_unless_told_otherwise() {
+        let config = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(config.source_port, SourcePort::Listen);
+        let ephemeral = parse(&["--source-port", "0"]).resolve().expect("valid");
+        assert_eq!(ephemeral.source_port, SourcePort::Ephemeral);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("crnpd.toml");
+        std::fs::write(&file, "source-port = 7444\n").expect("write");
+        let fixed = parse(&["--config", file.to_str().expect("utf8")])
+            .with_file()
+            .expect("file")
+            .resolve()
+            .expect("valid");
+        assert!(matches!(fixed.source_port, SourcePort::Fixed(port) if port.get() == 7444));
     }
 }

@@ -3,6 +3,8 @@
 //! (`crnp_delivery_failures_total{cause="no_port"}`), retries it like any failed attempt, never
 //! hangs on it, and keeps delivering to other clients.
 //!
+//! This is the `--source-port 0` mode (ephemeral source ports); with the default fixed source
+//! port there is one 4-tuple per client and no port to run out of (tests/source_port.rs).
 //! The exhaustion is made real, not simulated: the test runs in its own network namespace
 //! (root only) whose ephemeral port range holds two ports and whose TIME_WAIT reuse is off.
 
@@ -10,40 +12,21 @@ mod common;
 
 use common::*;
 
-fn in_private_netns() {
-    // SAFETY: unshare(2) detaches only this thread's network namespace; it takes no pointers.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "unshare(CLONE_NEWNET) needs root: {}",
-        std::io::Error::last_os_error()
-    );
-    let up = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("run ip");
-    assert!(up.success(), "ip link set lo up");
-    // /proc/sys/net shows the namespace of the thread that opens it: this one's.
-    for (key, value) in [
-        ("ip_local_port_range", "50000 50001"),
-        ("tcp_tw_reuse", "0"),
-    ] {
-        std::fs::write(format!("/proc/sys/net/ipv4/{key}"), value)
-            .expect("set a sysctl of the private namespace");
-    }
-}
-
 #[test]
 fn exhausted_source_ports_are_a_counted_retried_failure_and_never_a_hang() {
     std::thread::spawn(|| {
-        in_private_netns();
+        enter_private_netns(&[
+            ("ip_local_port_range", "50000 50001"),
+            ("tcp_tw_reuse", "0"),
+        ]);
         // Fixed ports, outside the two-port ephemeral range, in a namespace of our own.
         let crnpd = Crnpd::start(&[
             "--listen",
             "127.0.0.1:9444",
             "--http",
             "127.0.0.1:9445",
+            "--source-port",
+            "0",
             "--client-retry-count",
             "2",
             "--client-retry-interval",

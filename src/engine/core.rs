@@ -4,7 +4,7 @@
 //! attempts and registry requests, and nothing more.
 
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,8 @@ pub(crate) struct CoreSettings {
     pub(crate) policy: RetryPolicy,
     /// Deadline of one delivery attempt.
     pub(crate) client_timeout: Duration,
-    /// Source address of deliveries.
-    pub(crate) source: Option<IpAddr>,
+    /// Source address and port of deliveries.
+    pub(crate) source: outbound::Source,
     /// Registration connections open at once on this core.
     pub(crate) max_connections: usize,
     /// Deliveries in flight at once on this core: its share of the descriptor budget.

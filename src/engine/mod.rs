@@ -9,6 +9,7 @@ mod registration;
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::num::NonZeroU16;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::acl::AccessPolicy;
 use crate::budget::DescriptorBudget;
-use crate::config::Config;
+use crate::config::{Config, SourcePort};
 use crate::delivery::RetryPolicy;
 use crate::protocol::Limits;
 use crate::registry::service::{Dispatcher, RegistryHandle};
@@ -145,6 +146,19 @@ pub struct Engine {
     pub listen: SocketAddr,
 }
 
+/// Where deliveries leave from: `--source-addr` and, unless `--source-port 0`, a fixed port,
+/// by default the one registrations arrive on (`listen` is the bound address).
+fn delivery_source(config: &Config, listen: SocketAddr) -> outbound::Source {
+    outbound::Source {
+        ip: config.source_addr,
+        port: match config.source_port {
+            SourcePort::Listen => NonZeroU16::new(listen.port()),
+            SourcePort::Ephemeral => None,
+            SourcePort::Fixed(port) => Some(port),
+        },
+    }
+}
+
 /// Binds the listeners; done before anything else so a port conflict fails start-up early.
 pub fn bind(config: &Config) -> std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
     listener::bind_all(config.listen, config.cores)
@@ -167,7 +181,7 @@ impl Engine {
                 max_queue: config.max_queue_depth,
             },
             client_timeout: config.client_timeout,
-            source: config.source_addr,
+            source: delivery_source(config, listen),
             max_connections: budget.registrations_per_core,
             delivery_slots: budget.deliveries_per_core,
         };

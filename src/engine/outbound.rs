@@ -1,9 +1,16 @@
-//! One delivery attempt: a new connection from the service address, one `SC_EVENT`, a
+//! One delivery attempt: a new connection from the service address and port, one `SC_EVENT`, a
 //! full-duplex close (our FIN, then the client's). Every step is an io_uring operation; the deadline cancels them.
+//!
+//! With a fixed source port there is one 4-tuple per client, left in TIME_WAIT on our side by
+//! each attempt (we close first). A connect from an explicitly bound port reuses a TIME_WAIT
+//! 4-tuple when TCP timestamps were seen on it, whatever `tcp_tw_reuse` says; with a client that
+//! has timestamps off, connect fails with EADDRNOTAVAIL until the TIME_WAIT ends (60 s): a
+//! `NoPort` failure, retried like any other.
 
 use std::cell::RefCell;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU16;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -30,10 +37,19 @@ fn classify(error: &io::Error) -> AttemptError {
     }
 }
 
+/// Where deliveries leave from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Source {
+    /// The service IP (`--source-addr`); `None` lets the kernel choose (wildcard `--listen`).
+    pub(crate) ip: Option<IpAddr>,
+    /// The fixed source port (by default the listen port); `None` for an ephemeral port each.
+    pub(crate) port: Option<NonZeroU16>,
+}
+
 /// Delivers `payload` to `dest` from `source`, within `deadline`.
 pub(crate) async fn deliver(
     dest: SocketAddr,
-    source: Option<IpAddr>,
+    source: Source,
     payload: Bytes,
     deadline: Duration,
     scratch: &Scratch,
@@ -48,7 +64,7 @@ pub(crate) async fn deliver(
 
 async fn connect_write_close(
     dest: SocketAddr,
-    source: Option<IpAddr>,
+    source: Source,
     payload: Bytes,
     scratch: &Scratch,
 ) -> io::Result<()> {
@@ -121,15 +137,38 @@ const PEER_BYTES_LIMIT: usize = 64 * 1024;
 /// Read size while waiting for the client's close.
 const PEER_READ_CHUNK: usize = 512;
 
-/// A socket bound to the service address before connecting, so clients see the floating IP;
-/// IP_BIND_ADDRESS_NO_PORT defers the port choice to connect, so ports are not reserved early.
-fn bound_socket(dest: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
+/// A socket bound to the service address before connecting, so clients see the floating IP.
+/// A fixed port needs SO_REUSEPORT, as the listeners on it have (same user). SO_REUSEADDR is
+/// not needed for the bind, but the TIME_WAIT entry a socket leaves keeps its options, and
+/// without it ours would make a later bind of the port with SO_REUSEADDR alone fail for 60 s
+/// (as a restarted crnpd's check that nobody else serves the port does); accepted connections
+/// have it from their listener. Without a fixed port, IP_BIND_ADDRESS_NO_PORT defers the port choice to connect, so ports
+/// are not reserved early.
+fn bound_socket(dest: SocketAddr, source: Source) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(Protocol::TCP))?;
-    if let Some(ip) = source {
-        set_bind_address_no_port(&socket)?;
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    match (source.ip, source.port) {
+        (ip, Some(port)) => {
+            let ip = ip.unwrap_or_else(|| unspecified_like(dest));
+            socket.set_reuse_port(true)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::new(ip, port.get()).into())?;
+        }
+        (Some(ip), None) => {
+            set_bind_address_no_port(&socket)?;
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        (None, None) => {}
     }
     Ok(socket)
+}
+
+/// The wildcard address of `dest`'s family: bound with a fixed port, it leaves the source IP
+/// to the route.
+fn unspecified_like(dest: SocketAddr) -> IpAddr {
+    match dest {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
 }
 
 fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {

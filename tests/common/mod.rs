@@ -433,7 +433,11 @@ impl Subscriber {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let peer = stream.peer_addr().expect("peer");
+                // A connection crnpd reset before it was accepted (an attempt past its
+                // deadline) is no delivery: crnpd counts it as failed and tries again.
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
                 let _ = stream.set_read_timeout(Some(WAIT));
                 let mut bytes = Vec::new();
                 let _ = stream.read_to_end(&mut bytes);
@@ -475,6 +479,31 @@ pub fn pair_value(event: &str, name: &str) -> Option<String> {
         .split(&format!("<NAME><![CDATA[{name}]]></NAME><VALUE><![CDATA["))
         .nth(1)?;
     after.split("]]>").next().map(str::to_owned)
+}
+
+/// Moves the calling thread into a network namespace of its own, with loopback up and the
+/// given `net.ipv4` sysctls (`("tcp_timestamps", "0")`). Everything the thread starts afterwards
+/// (crnpd, subscriber threads, sockets) lives there; the namespace disappears with them, so
+/// there is nothing to clean up. Needs root (CAP_SYS_ADMIN): fails, never skips, without it.
+pub fn enter_private_netns(sysctls: &[(&str, &str)]) {
+    // SAFETY: unshare(2) detaches only this thread's network namespace; it takes no pointers.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "this test needs root for a private network namespace (unshare(CLONE_NEWNET)): {}",
+        std::io::Error::last_os_error()
+    );
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("run ip");
+    assert!(up.success(), "ip link set lo up");
+    // /proc/sys/net shows the namespace of the thread that opens it: this one's.
+    for (key, value) in sysctls {
+        std::fs::write(format!("/proc/sys/net/ipv4/{key}"), value)
+            .unwrap_or_else(|e| panic!("set net.ipv4.{key}={value} in the namespace: {e}"));
+    }
 }
 
 /// A port nobody listens on (bound, read, released).
