@@ -22,6 +22,7 @@ pub mod control;
 pub mod delivery;
 pub mod engine;
 pub mod event_json;
+mod labels;
 pub mod protocol;
 pub mod registry;
 pub mod server;

@@ -3,82 +3,38 @@
 
 use std::fmt;
 
-/// Why an attempt failed on the client's side of the connection; counted against the client
-/// (`crnp_delivery_failures_total{cause}`), retried, and after the last attempt the client
-/// is removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureCause {
-    /// Nobody listens at the callback address.
-    Refused,
-    /// The attempt did not finish within `--client-timeout`.
-    Timeout,
-    /// The client reset the connection (or kept sending instead of closing).
-    Reset,
-    /// No local port could be had toward this client (EADDRNOTAVAIL: its 4-tuples are in
-    /// TIME_WAIT).
-    NoPort,
-    /// Anything else the network said.
-    Other,
-}
+use crate::labels::labelled;
 
-impl FailureCause {
-    /// Every cause, in the order of their metric series.
-    pub const ALL: [FailureCause; 5] = [
-        FailureCause::Refused,
-        FailureCause::Timeout,
-        FailureCause::Reset,
-        FailureCause::NoPort,
-        FailureCause::Other,
-    ];
-
-    /// The metric label and the word in logs and the admin API.
-    pub fn label(self) -> &'static str {
-        match self {
-            FailureCause::Refused => "refused",
-            FailureCause::Timeout => "timeout",
-            FailureCause::Reset => "reset",
-            FailureCause::NoPort => "no_port",
-            FailureCause::Other => "other",
-        }
+labelled! {
+    /// Why an attempt failed on the client's side of the connection; counted against the
+    /// client (`crnp_delivery_failures_total{cause}`), retried, and after the last attempt the
+    /// client is removed.
+    pub enum FailureCause {
+        /// Nobody listens at the callback address.
+        Refused => "refused",
+        /// The attempt did not finish within `--client-timeout`.
+        Timeout => "timeout",
+        /// The client reset the connection.
+        Reset => "reset",
+        /// No local port could be had toward this client (EADDRNOTAVAIL: ephemeral ports used
+        /// up, or its one fixed-port 4-tuple still in TIME_WAIT).
+        NoPort => "no_port",
+        /// Anything else the network said.
+        Other => "other",
     }
 }
 
-impl fmt::Display for FailureCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
-/// A resource of crnpd's own that ran out during an attempt. Never the client's fault: the
-/// attempt is not counted against it and is tried again after a back-off
-/// (`crnp_local_shortages_total{resource}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Shortage {
-    /// The process or the system is out of file descriptors (EMFILE, ENFILE).
-    Descriptors,
-    /// The kernel could not allocate memory (ENOMEM).
-    Memory,
-    /// The kernel is out of socket buffers (ENOBUFS).
-    Buffers,
-}
-
-impl Shortage {
-    /// Every shortage, in the order of their metric series.
-    pub const ALL: [Shortage; 3] = [Shortage::Descriptors, Shortage::Memory, Shortage::Buffers];
-
-    /// The metric label and the word in logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            Shortage::Descriptors => "descriptors",
-            Shortage::Memory => "memory",
-            Shortage::Buffers => "buffers",
-        }
-    }
-}
-
-impl fmt::Display for Shortage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
+labelled! {
+    /// A resource of crnpd's own that ran out during an attempt. Never the client's fault: the
+    /// attempt is not counted against it and is tried again after a back-off
+    /// (`crnp_local_shortages_total{resource}`).
+    pub enum Shortage {
+        /// The process or the system is out of file descriptors (EMFILE, ENFILE).
+        Descriptors => "descriptors",
+        /// The kernel could not allocate memory (ENOMEM).
+        Memory => "memory",
+        /// The kernel is out of socket buffers (ENOBUFS).
+        Buffers => "buffers",
     }
 }
 

@@ -275,6 +275,14 @@ mod tests {
         max_queue: 4,
     };
 
+    fn queue_of(items: impl IntoIterator<Item = u32>) -> DeliveryQueue<u32> {
+        let mut q = DeliveryQueue::default();
+        for item in items {
+            q.push(item, &POLICY).expect("room");
+        }
+        q
+    }
+
     fn drain(q: &mut DeliveryQueue<u32>, now: Instant) -> Vec<u32> {
         let mut out = Vec::new();
         for _ in 0..1000 {
@@ -292,10 +300,7 @@ mod tests {
     #[test]
     fn one_at_a_time_in_queue_order() {
         let now = Instant::now();
-        let mut q = DeliveryQueue::default();
-        for seq in 1..=3 {
-            q.push(seq, &POLICY).expect("room");
-        }
+        let mut q = queue_of(1..=3);
         assert_eq!(q.next(now), Next::Deliver(1));
         assert_eq!(q.next(now), Next::Busy, "never two in flight");
         q.succeeded();
@@ -422,10 +427,7 @@ mod tests {
     #[test]
     fn retain_keeps_the_in_flight_head() {
         let now = Instant::now();
-        let mut q = DeliveryQueue::default();
-        for seq in 1..=4 {
-            q.push(seq, &POLICY).expect("room");
-        }
+        let mut q = queue_of(1..=4);
         assert_eq!(q.next(now), Next::Deliver(1));
         q.retain(|seq| seq % 2 == 0);
         q.succeeded();

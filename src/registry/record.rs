@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::labels::labelled;
 use crate::protocol::{Event, EventType, NvPair, Text};
 
 /// A client's identity: the source IP of its registration and its callback port.
@@ -105,41 +106,16 @@ impl From<StoredType> for EventType {
     }
 }
 
-/// Why a client left the registry (`crnp_clients_removed_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RemovalReason {
-    /// Every delivery attempt of one event failed.
-    Unreachable,
-    /// Its queue hit `--max-queue-depth`: it cannot keep up.
-    QueueOverflow,
-    /// An operator removed it (`DELETE /v1/clients/...`).
-    Admin,
-    /// It sent REMOVE_CLIENT.
-    RemoveClient,
-}
-
-impl RemovalReason {
-    /// Every reason, in the order of their metric series.
-    pub const ALL: [RemovalReason; 4] = [
-        RemovalReason::Unreachable,
-        RemovalReason::QueueOverflow,
-        RemovalReason::Admin,
-        RemovalReason::RemoveClient,
-    ];
-
-    /// The metric label and the word in logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            RemovalReason::Unreachable => "unreachable",
-            RemovalReason::QueueOverflow => "queue_overflow",
-            RemovalReason::Admin => "admin",
-            RemovalReason::RemoveClient => "remove_client",
-        }
-    }
-}
-
-impl fmt::Display for RemovalReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
+labelled! {
+    /// Why a client left the registry (`crnp_clients_removed_total{reason}`).
+    pub enum RemovalReason {
+        /// Every delivery attempt of one event failed.
+        Unreachable => "unreachable",
+        /// Its queue hit `--max-queue-depth`: it cannot keep up.
+        QueueOverflow => "queue_overflow",
+        /// An operator removed it (`DELETE /v1/clients/...`).
+        Admin => "admin",
+        /// It sent REMOVE_CLIENT.
+        RemoveClient => "remove_client",
     }
 }
