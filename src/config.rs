@@ -140,6 +140,15 @@ pub struct Settings {
     /// File whose first line is the admin token.
     #[arg(long, env = "CRNPD_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS on --http (with --tls-key); reloaded on SIGHUP.
+    #[arg(long, env = "CRNPD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CRNPD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept an admin token over plain HTTP on an address other than loopback.
+    #[arg(long, env = "CRNPD_ALLOW_PLAINTEXT_TOKEN", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_plaintext_token: Option<bool>,
 }
 
 /// A duration given in (possibly fractional) seconds, e.g. `0.2`.
@@ -228,6 +237,19 @@ pub struct Config {
     pub standby: bool,
     /// Bearer token for state-changing admin calls, if any.
     pub admin_token: Option<String>,
+    /// Certificate chain and key for HTTPS, if configured.
+    pub tls: Option<TlsFiles>,
+    /// Whether a token may travel over plain HTTP off loopback.
+    pub allow_plaintext_token: bool,
+}
+
+/// The PEM files of the HTTP API's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 /// The source port of outbound deliveries. Clients that follow the developer's guide accept a
@@ -318,6 +340,9 @@ impl Settings {
             standby: self.standby.or(lower.standby),
             admin_token: self.admin_token.or(lower.admin_token),
             admin_token_file: self.admin_token_file.or(lower.admin_token_file),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            allow_plaintext_token: self.allow_plaintext_token.or(lower.allow_plaintext_token),
         }
     }
 
@@ -374,6 +399,22 @@ impl Settings {
                 .map_or(Duration::from_secs(5), |s| s.0),
             standby: self.standby.unwrap_or(false),
             admin_token,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                (cert, _) => {
+                    return Err(ConfigError::OutOfRange {
+                        setting: if cert.is_some() {
+                            "tls-key"
+                        } else {
+                            "tls-cert"
+                        },
+                        value: "(not set)".into(),
+                        expected: "--tls-cert and --tls-key together, or neither",
+                    });
+                }
+            },
+            allow_plaintext_token: self.allow_plaintext_token.unwrap_or(false),
         };
         config.validate()?;
         Ok(config)

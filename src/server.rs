@@ -1,6 +1,7 @@
 //! Start-up and shutdown of a serving crnpd: the order in which the parts come up and go down.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -8,6 +9,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::budget::{self, BudgetError, DescriptorBudget};
 use crate::config::Config;
 use crate::control::serve::HttpLimits;
+use crate::control::tls::{Tls, TlsError};
 use crate::control::{self, ControlState};
 use crate::engine::{self, CoreChannels, Engine};
 use crate::registry::service::{self, ServiceError, ServiceLimits};
@@ -34,6 +36,9 @@ pub enum StartError {
     /// A setting is unsafe in combination with another.
     #[error("{0}")]
     Unsafe(String),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The descriptor limit is too small for the configured limits.
     #[error(transparent)]
     Descriptors(#[from] BudgetError),
@@ -94,6 +99,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
             config.http
         )));
     }
+    if !config.http.ip().is_loopback() && config.tls.is_none() && !config.allow_plaintext_token {
+        return Err(StartError::Unsafe(format!(
+            "--http {} is not a loopback address and has no TLS: the admin token would cross the network in clear text, where anyone on the path can read and reuse it; set --tls-cert and --tls-key, or --allow-plaintext-token to accept that",
+            config.http
+        )));
+    }
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(Tls::load(&files.cert, &files.key)?)),
+        None => None,
+    };
     let budget = plan_descriptors(&config)?;
     let prometheus = install_metrics()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -101,7 +116,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .thread_name("crnp-control")
         .build()
         .map_err(|e| StartError::Runtime(e.to_string()))?;
-    runtime.block_on(serve(config, budget, prometheus))
+    runtime.block_on(serve(config, budget, tls, prometheus))
 }
 
 /// Raises the soft descriptor limit to the hard one and divides it among HTTP connections,
@@ -137,8 +152,12 @@ fn plan_descriptors(config: &Config) -> Result<DescriptorBudget, StartError> {
 async fn serve(
     config: Config,
     budget: DescriptorBudget,
+    tls: Option<Arc<Tls>>,
     prometheus: PrometheusHandle,
 ) -> Result<(), StartError> {
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_on_hangup(Arc::clone(tls)));
+    }
     let upkeep = tokio::spawn(metrics_upkeep(prometheus.clone()));
     let http = tokio::net::TcpListener::bind(config.http)
         .await
@@ -166,6 +185,7 @@ async fn serve(
         http,
         router,
         http_limits,
+        tls,
         async move {
             let _ = http_stopped.await;
         },
@@ -242,6 +262,25 @@ async fn serve(
     }
     tracing::info!("crnpd stopped");
     Ok(())
+}
+
+/// Reads the certificate and key again on every SIGHUP; a failed reload keeps the one in use.
+async fn reload_on_hangup(tls: Arc<Tls>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch SIGHUP; the certificate will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the one in use stays")
+            }
+        }
+    }
 }
 
 /// Opens the store; a standby waits for the holder to let go, polling its lock.

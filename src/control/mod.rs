@@ -5,6 +5,7 @@ mod auth;
 mod health;
 mod publish;
 pub mod serve;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::tls::Tls;
 use crate::telemetry;
 
 /// The bounds of the HTTP side.
@@ -49,6 +50,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<Arc<Tls>>,
     stop: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -75,8 +77,15 @@ pub async fn serve(
             telemetry::http_connection_rejected();
             match Arc::clone(&refusals).try_acquire_owned() {
                 Ok(refusal) => {
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        refuse_busy(stream).await;
+                        if let Some(stream) = handshake(stream, tls.as_deref(), REFUSAL_TIME).await
+                        {
+                            match stream {
+                                Either::Plain(plain) => refuse_busy(plain).await,
+                                Either::Tls(secure) => refuse_busy(*secure).await,
+                            }
+                        }
                         drop(refusal);
                     });
                 }
@@ -86,15 +95,30 @@ pub async fn serve(
             continue;
         };
         telemetry::http_connections(limits.max_connections - permits.available_permits());
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
+        let (http, router, tls, watcher) = (
+            http.clone(),
+            router.clone(),
+            tls.clone(),
+            graceful.watcher(),
         );
-        let connection = graceful.watch(connection);
         let permits = Arc::clone(&permits);
         tokio::spawn(async move {
-            // A connection that ends with an error (a timeout, a reset) only ends itself.
-            let _ = connection.await;
+            // A connection that ends with an error (a timeout, a reset, a failed handshake)
+            // only ends itself.
+            let service = TowerToHyperService::new(router);
+            match handshake(stream, tls.as_deref(), limits.header_timeout).await {
+                Some(Either::Plain(plain)) => {
+                    let _ = watcher
+                        .watch(http.serve_connection(TokioIo::new(plain), service))
+                        .await;
+                }
+                Some(Either::Tls(secure)) => {
+                    let _ = watcher
+                        .watch(http.serve_connection(TokioIo::new(*secure), service))
+                        .await;
+                }
+                None => {}
+            }
             drop(permit);
             telemetry::http_connections(limits.max_connections - permits.available_permits());
         });
@@ -103,9 +127,38 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// A connection, with TLS when the API has it.
+enum Either {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// The TLS handshake, when the API has TLS, within `deadline`; `None` when it failed (a plain
+/// HTTP client on the TLS port, a wrong certificate on the other side, a timeout).
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    tls: Option<&Tls>,
+    deadline: Duration,
+) -> Option<Either> {
+    let Some(tls) = tls else {
+        return Some(Either::Plain(stream));
+    };
+    match tokio::time::timeout(deadline, tls.acceptor().accept(stream)).await {
+        Ok(Ok(secure)) => Some(Either::Tls(Box::new(secure))),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_elapsed) => None,
+    }
+}
+
 /// Answers each request on a connection over the cap with [`BUSY_MESSAGE`] and `503`, then
 /// closes it: the client gets an answer to the request it sent, not an unsolicited one.
-async fn refuse_busy(stream: tokio::net::TcpStream) {
+async fn refuse_busy<I>(stream: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(REFUSAL_TIME)
