@@ -89,6 +89,23 @@ pub enum ClientError {
         /// What hyper said.
         source: hyper::Error,
     },
+    /// The TLS handshake failed (a certificate the CA did not sign, one for another address,
+    /// or no TLS on the other side).
+    #[error("TLS with {addr} failed: {source} (does --cacert hold the CA of crnpd's --tls-cert?)")]
+    Tls {
+        /// The HTTP API address.
+        addr: SocketAddr,
+        /// What rustls said.
+        source: io::Error,
+    },
+    /// The CA file cannot be used.
+    #[error("{path}: cannot use it as a CA certificate file: {source}")]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the PEM reader or rustls said.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The HTTP API answered 2xx with a body this client does not understand.
     #[error("{addr} sent a response this client does not understand: {reason}")]
     BadResponse {

@@ -2,6 +2,8 @@
 
 use super::net::within;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,8 +12,12 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use super::ClientError;
 use crate::event_json::JsonEvent;
@@ -19,6 +25,63 @@ use crate::protocol::Event;
 
 /// Largest response body accepted (a client list of 100,000 entries fits).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where crnpd's HTTP API is, and whether it speaks HTTPS: a plain address converts into one.
+#[derive(Clone)]
+pub struct HttpEndpoint {
+    /// The API's address (crnpd's `--http`).
+    pub addr: SocketAddr,
+    /// The TLS client, verifying the server's certificate for `addr`'s IP.
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for HttpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEndpoint")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl From<SocketAddr> for HttpEndpoint {
+    fn from(addr: SocketAddr) -> Self {
+        HttpEndpoint { addr, tls: None }
+    }
+}
+
+impl HttpEndpoint {
+    /// HTTPS to `addr`, trusting the certificate authorities in the PEM file `ca_file` (the
+    /// server's certificate must name `addr`'s IP); plain HTTP without a file.
+    pub fn new(addr: SocketAddr, ca_file: Option<&Path>) -> Result<Self, ClientError> {
+        let Some(ca_file) = ca_file else {
+            return Ok(addr.into());
+        };
+        let ca = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::CaFile {
+            path: ca_file.to_owned(),
+            source,
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| ca(e.into()))? {
+            roots
+                .add(cert.map_err(|e| ca(e.into()))?)
+                .map_err(|e| ca(e.into()))?;
+        }
+        if roots.is_empty() {
+            return Err(ca("no CERTIFICATE section in the file".into()));
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ca(e.into()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(HttpEndpoint {
+            addr,
+            tls: Some(TlsConnector::from(Arc::new(config))),
+        })
+    }
+}
 
 /// One registered client as `GET /v1/clients` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,21 +115,35 @@ const BUSY_WAIT_MIN: Duration = Duration::from_millis(50);
 /// The longest wait between two tries of a publish.
 const BUSY_WAIT_MAX: Duration = Duration::from_secs(1);
 
-/// Connects to the HTTP API at `addr` within `timeout`.
+/// Connects to the HTTP API within `timeout`, with TLS when the endpoint has it.
 async fn handshake(
-    addr: SocketAddr,
+    endpoint: &HttpEndpoint,
     timeout: Duration,
 ) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    let addr = endpoint.addr;
     let connect = async {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Connect { addr, source })?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| ClientError::Http { addr, source })?;
-        tokio::spawn(conn);
-        Ok(sender)
+        let http = |source| ClientError::Http { addr, source };
+        match &endpoint.tls {
+            None => {
+                let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
+                tokio::spawn(conn);
+                Ok(sender)
+            }
+            Some(connector) => {
+                let name = ServerName::IpAddress(addr.ip().into());
+                let secure = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|source| ClientError::Tls { addr, source })?;
+                let (sender, conn) = http1::handshake(TokioIo::new(secure)).await.map_err(http)?;
+                tokio::spawn(conn);
+                Ok(sender)
+            }
+        }
     };
     within(addr, timeout, "connecting to the HTTP API", connect).await
 }
@@ -76,7 +153,9 @@ async fn handshake(
 pub struct Publisher {
     /// The request half of the connection (the connection task runs on the runtime).
     sender: SendRequest<Full<Bytes>>,
-    /// The HTTP API address, for error messages.
+    /// The HTTP API, for new connections and error messages.
+    endpoint: HttpEndpoint,
+    /// The API's address (the endpoint's), for error messages.
     addr: SocketAddr,
     /// Deadline of each request.
     timeout: Duration,
@@ -85,11 +164,16 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects to the HTTP API at `addr`; `timeout` bounds the connect and each request.
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
+    /// Connects to the HTTP API; `timeout` bounds the connect and each request.
+    pub async fn connect(
+        endpoint: impl Into<HttpEndpoint>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let endpoint = endpoint.into();
         Ok(Self {
-            sender: handshake(addr, timeout).await?,
-            addr,
+            sender: handshake(&endpoint, timeout).await?,
+            addr: endpoint.addr,
+            endpoint,
             timeout,
             closed: false,
         })
@@ -151,7 +235,7 @@ impl Publisher {
     ) -> Result<(u16, Bytes), ClientError> {
         if self.closed || self.sender.is_closed() {
             // crnpd closes a kept-alive connection that stayed idle past its header timeout.
-            self.sender = handshake(self.addr, self.timeout).await?;
+            self.sender = handshake(&self.endpoint, self.timeout).await?;
             self.closed = false;
         }
         let path = Uri::from_static("/v1/events");
@@ -200,7 +284,7 @@ impl Publisher {
 
 /// Publishes `events` as one batch on a fresh connection; returns their sequence numbers.
 pub async fn publish(
-    http: SocketAddr,
+    http: impl Into<HttpEndpoint>,
     events: &[Event],
     timeout: Duration,
 ) -> Result<Vec<u64>, ClientError> {
@@ -211,8 +295,12 @@ pub async fn publish(
 }
 
 /// Lists the registered clients (`GET /v1/clients`).
-pub async fn clients(http: SocketAddr, timeout: Duration) -> Result<Vec<ClientInfo>, ClientError> {
+pub async fn clients(
+    http: impl Into<HttpEndpoint>,
+    timeout: Duration,
+) -> Result<Vec<ClientInfo>, ClientError> {
     let mut conn = Publisher::connect(http, timeout).await?;
+    let http = conn.addr;
     let (status, body) = conn
         .request(Method::GET, Uri::from_static("/v1/clients"), None)
         .await?;
@@ -225,10 +313,12 @@ pub async fn clients(http: SocketAddr, timeout: Duration) -> Result<Vec<ClientIn
 
 /// Removes a registered client by its callback address (`DELETE /v1/clients/IP:PORT`).
 pub async fn delete_client(
-    http: SocketAddr,
+    http: impl Into<HttpEndpoint>,
     client: SocketAddr,
     timeout: Duration,
 ) -> Result<(), ClientError> {
+    let mut conn = Publisher::connect(http, timeout).await?;
+    let http = conn.addr;
     let encoded = client.to_string().replace('[', "%5B").replace(']', "%5D");
     let path: Uri =
         format!("/v1/clients/{encoded}")
@@ -237,13 +327,12 @@ pub async fn delete_client(
                 addr: http,
                 reason: format!("client address {client}: {e}"),
             })?;
-    let mut conn = Publisher::connect(http, timeout).await?;
     let (status, body) = conn.request(Method::DELETE, path, None).await?;
     expect_success(http, status, body).map(drop)
 }
 
 /// Asks `GET /readyz`: `Ok(true)` iff the server answered 200.
-pub async fn ready(http: SocketAddr, timeout: Duration) -> Result<bool, ClientError> {
+pub async fn ready(http: impl Into<HttpEndpoint>, timeout: Duration) -> Result<bool, ClientError> {
     let mut conn = Publisher::connect(http, timeout).await?;
     let (status, _) = conn
         .request(Method::GET, Uri::from_static("/readyz"), None)
