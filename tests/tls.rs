@@ -6,7 +6,9 @@
 //! - SIGHUP with a new certificate: new connections get it, while registrations and
 //!   deliveries go on;
 //! - a token over plain HTTP off loopback is refused at start-up, unless
-//!   `--allow-plaintext-token` (or TLS) is given.
+//!   `--allow-plaintext-token` (or TLS) is given;
+//! - `crnp publish`/`crnp health` speak HTTPS with `--cacert`; the Pacemaker OCF agent passes
+//!   the TLS files to crnpd and its monitor checks over HTTPS.
 
 mod common;
 
@@ -228,4 +230,193 @@ fn a_token_over_plain_http_off_loopback_is_refused_at_start_up_unless_allowed() 
         .concat(),
     );
     assert!(with_tls.terminate().success());
+}
+
+#[test]
+fn the_crnp_cli_publishes_over_https_with_its_ca_and_refuses_without_it() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let authority = Authority::new("CA");
+    let ca = write(&temp.path().join("ca.pem"), &authority.pem);
+    let (cert, key) = authority.server_certificate();
+    let cert_file = write(&temp.path().join("cert.pem"), &cert);
+    let key_file = write(&temp.path().join("key.pem"), &key);
+    let crnpd = Crnpd::start(&[
+        "--tls-cert",
+        cert_file.to_str().expect("utf8"),
+        "--tls-key",
+        key_file.to_str().expect("utf8"),
+    ]);
+    let sub = Subscriber::listen(ip(92));
+    let membership = event_type("EC_Cluster", Some("ESC_cluster_membership"), &[]);
+    assert_eq!(
+        crnpd.register(sub.addr.ip(), &reg("ADD_CLIENT", sub.port(), &membership)),
+        "OK"
+    );
+    let http = crnpd.http.to_string();
+    let crnp = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_crnp"))
+            .args(["publish", "--http", &http, "--timeout", "2"])
+            .args([
+                "--class",
+                "EC_Cluster",
+                "--subclass",
+                "ESC_cluster_membership",
+            ])
+            .args(["--nv", "node_list=n1"])
+            .args(extra)
+            .output()
+            .expect("run crnp")
+    };
+    let published = crnp(&["--cacert", ca.to_str().expect("utf8")]);
+    assert!(published.status.success(), "{published:?}");
+    assert_eq!(
+        pair_value(&sub.next().1, "node_list").as_deref(),
+        Some("n1")
+    );
+    let plain = crnp(&[]);
+    assert!(
+        !plain.status.success(),
+        "plain HTTP to the TLS port: {plain:?}"
+    );
+    let health = Command::new(env!("CARGO_BIN_EXE_crnp"))
+        .args([
+            "health",
+            "--http",
+            &http,
+            "--cacert",
+            ca.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("run crnp health");
+    assert!(health.status.success(), "{health:?}");
+}
+
+/// Runs the OCF agent's `action` with `params` as its `OCF_RESKEY_*`; returns the exit code.
+fn ocf(action: &str, params: &[(&str, &str)]) -> i32 {
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pacemaker/crnpd.ocf");
+    assert!(
+        Path::new("/usr/lib/ocf/lib/heartbeat/ocf-shellfuncs").exists(),
+        "the OCF agent needs resource-agents (scripts/install-test-deps)"
+    );
+    let mut command = Command::new("bash");
+    command
+        .arg(agent)
+        .arg(action)
+        .env("OCF_ROOT", "/usr/lib/ocf")
+        .env("OCF_RESOURCE_INSTANCE", "crnpd_tls");
+    for (name, value) in params {
+        command.env(format!("OCF_RESKEY_{name}"), value);
+    }
+    let output = command.output().expect("run the OCF agent");
+    output.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn the_ocf_agent_starts_crnpd_with_tls_and_monitors_it_over_https() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let authority = Authority::new("CA");
+    let ca = write(&temp.path().join("ca.pem"), &authority.pem);
+    let (cert, key) = authority.server_certificate();
+    let cert_file = write(&temp.path().join("cert.pem"), &cert);
+    let key_file = write(&temp.path().join("key.pem"), &key);
+    let free = || dead_port(ip(1));
+    let listen = format!("127.0.0.1:{}", free());
+    let http = format!("127.0.0.1:{}", free());
+    let data = temp.path().join("data");
+    let pidfile = temp.path().join("crnpd.pid");
+    let logfile = temp.path().join("crnpd.log");
+    let params = [
+        ("binary", crnpd_bin()),
+        ("crnp", env!("CARGO_BIN_EXE_crnp")),
+        ("data_dir", data.to_str().expect("utf8")),
+        ("listen", &listen),
+        ("http", &http),
+        ("tls_cert", cert_file.to_str().expect("utf8")),
+        ("tls_key", key_file.to_str().expect("utf8")),
+        ("tls_ca", ca.to_str().expect("utf8")),
+        ("pidfile", pidfile.to_str().expect("utf8")),
+        ("logfile", logfile.to_str().expect("utf8")),
+    ];
+    let log = || std::fs::read_to_string(&logfile).unwrap_or_default();
+    assert_eq!(ocf("start", &params), 0, "start: {}", log());
+    assert_eq!(ocf("monitor", &params), 0, "monitor over HTTPS: {}", log());
+    let ready = curl(&[
+        "--cacert",
+        ca.to_str().expect("utf8"),
+        &format!("https://{http}/readyz"),
+    ]);
+    assert!(ready.status.success(), "{ready:?}");
+    assert_eq!(ocf("stop", &params), 0, "stop: {}", log());
+    assert_eq!(ocf("monitor", &params), 7, "not running after stop");
+    let without_key: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(name, _)| *name != "tls_key")
+        .copied()
+        .collect();
+    assert_eq!(
+        ocf("start", &without_key),
+        6,
+        "tls_cert without tls_key is a configuration error"
+    );
+}
+
+#[test]
+fn the_alert_agent_publishes_over_https_with_crnp_cacert() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let authority = Authority::new("CA");
+    let ca = write(&temp.path().join("ca.pem"), &authority.pem);
+    let (cert, key) = authority.server_certificate();
+    let cert_file = write(&temp.path().join("cert.pem"), &cert);
+    let key_file = write(&temp.path().join("key.pem"), &key);
+    let crnpd = Crnpd::start(&[
+        "--tls-cert",
+        cert_file.to_str().expect("utf8"),
+        "--tls-key",
+        key_file.to_str().expect("utf8"),
+    ]);
+    let sub = Subscriber::listen(ip(93));
+    let resources = event_type(
+        "EC_Cluster",
+        Some("ESC_cluster_r_state"),
+        &[("r_name", "d1")],
+    );
+    assert_eq!(
+        crnpd.register(sub.addr.ip(), &reg("ADD_CLIENT", sub.port(), &resources)),
+        "OK"
+    );
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pacemaker/crnp-alert");
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
+    let status = Command::new("bash")
+        .arg(agent)
+        .envs([
+            ("CRM_alert_kind", "resource"),
+            ("CRM_alert_rsc", "d1"),
+            ("CRM_alert_task", "start"),
+            ("CRM_alert_desc", "ok"),
+            ("CRM_alert_rc", "0"),
+            ("CRM_alert_target_rc", "0"),
+            ("CRM_alert_status", "0"),
+            ("CRM_alert_node", "n1"),
+            ("CRM_alert_node_sequence", "1"),
+            ("CRM_alert_timestamp_epoch", epoch.as_str()),
+            ("CRM_alert_timestamp_usec", "0"),
+            ("CRM_alert_recipient", &crnpd.http.to_string()),
+            ("crnp_cacert", ca.to_str().expect("utf8")),
+            ("crnp_settle_ms", "0"),
+        ])
+        .env("crnp_spool", temp.path().join("spool"))
+        .env("crnp_log", temp.path().join("alert.log"))
+        .status()
+        .expect("run crnp-alert");
+    assert!(status.success());
+    let event = sub.next().1;
+    assert_eq!(
+        pair_value(&event, "r_name").as_deref(),
+        Some("d1"),
+        "{event}"
+    );
 }

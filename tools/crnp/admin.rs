@@ -7,7 +7,11 @@ use crate::args::{ClientsArgs, HttpArgs, RemoveArgs, seconds};
 
 /// Prints the registered clients as a table or as JSON.
 pub(crate) async fn clients(args: ClientsArgs) -> Outcome {
-    match client::clients(args.http.http, seconds(args.http.timeout)).await {
+    let endpoint = match args.http.endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(e) => return crate::report(&e),
+    };
+    match client::clients(endpoint, seconds(args.http.timeout)).await {
         Ok(list) if args.json => match serde_json::to_string_pretty(&list) {
             Ok(text) => {
                 println!("{text}");
@@ -28,7 +32,11 @@ pub(crate) async fn clients(args: ClientsArgs) -> Outcome {
 
 /// Removes one client.
 pub(crate) async fn remove(args: RemoveArgs) -> Outcome {
-    match client::delete_client(args.http.http, args.client, seconds(args.http.timeout)).await {
+    let endpoint = match args.http.endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(e) => return crate::report(&e),
+    };
+    match client::delete_client(endpoint, args.client, seconds(args.http.timeout)).await {
         Ok(()) => Outcome::Ok,
         Err(e) => crate::report(&e),
     }
@@ -36,7 +44,11 @@ pub(crate) async fn remove(args: RemoveArgs) -> Outcome {
 
 /// Exit 0 iff `/readyz` answers 200.
 pub(crate) async fn health(args: HttpArgs) -> Outcome {
-    match client::ready(args.http, seconds(args.timeout)).await {
+    let endpoint = match args.endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(e) => return crate::report(&e),
+    };
+    match client::ready(endpoint, seconds(args.timeout)).await {
         Ok(true) => {
             println!("ready");
             Outcome::Ok

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use crnp::client::{ClientError, HttpEndpoint};
 use crnp::protocol::NvPair;
 
 /// Talk to a crnpd server: subscribe to events, publish events, list clients, check health.
@@ -36,9 +37,20 @@ pub(crate) struct HttpArgs {
     /// crnpd's HTTP API address (its --http).
     #[arg(long, env = "CRNP_HTTP", default_value = "127.0.0.1:9445")]
     pub(crate) http: SocketAddr,
+    /// Speak HTTPS, trusting the CA certificates in this PEM file (crnpd's --tls-cert must
+    /// be signed by one of them and name the --http IP).
+    #[arg(long, env = "CRNP_CACERT", value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) timeout: f64,
+}
+
+impl HttpArgs {
+    /// The HTTP API these arguments name.
+    pub(crate) fn endpoint(&self) -> Result<HttpEndpoint, ClientError> {
+        HttpEndpoint::new(self.http, self.cacert.as_deref())
+    }
 }
 
 /// `crnp subscribe`.

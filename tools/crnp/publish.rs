@@ -21,7 +21,11 @@ pub(crate) async fn run(args: PublishArgs) -> Outcome {
         },
         None => None,
     };
-    let mut publisher = match Publisher::connect(args.http.http, seconds(args.http.timeout)).await {
+    let endpoint = match args.http.endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(e) => return crate::report(&e),
+    };
+    let mut publisher = match Publisher::connect(endpoint, seconds(args.http.timeout)).await {
         Ok(publisher) => publisher,
         Err(e) => return crate::report(&e),
     };
