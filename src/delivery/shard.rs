@@ -177,7 +177,12 @@ impl Shard {
                 client
                     .queue
                     .retain(|item| types.iter().any(|t| matches(t, &item.event)));
-                self.queued -= before - client.queue.len();
+                let dropped = before - client.queue.len();
+                if dropped > 0 {
+                    // The event queued last may be among the dropped: a replay must not skip it.
+                    client.last_enqueued = None;
+                }
+                self.queued -= dropped;
                 // Class names are short texts, stored inline: cloning one allocates nothing.
                 for t in client.types.iter() {
                     self.by_class.entry(t.class.clone()).or_default().insert(id);
