@@ -1,9 +1,14 @@
 //! `crnp clients`, `crnp remove`, `crnp health`: the admin side of the HTTP API.
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use crnp::client::{self, ClientInfo};
+use crnp::config::{DEFAULT_HTTP, Settings};
 
 use crate::Outcome;
-use crate::args::{ClientsArgs, HttpArgs, RemoveArgs, seconds};
+use crate::args::{ClientsArgs, HealthArgs, RemoveArgs, seconds};
 
 /// Prints the registered clients as a table or as JSON.
 pub(crate) async fn clients(args: ClientsArgs) -> Outcome {
@@ -34,18 +39,58 @@ pub(crate) async fn remove(args: RemoveArgs) -> Outcome {
     }
 }
 
-/// Exit 0 iff `/readyz` answers 200.
-pub(crate) async fn health(args: HttpArgs) -> Outcome {
-    match client::ready(args.http, seconds(args.timeout)).await {
-        Ok(true) => {
-            println!("ready");
-            Outcome::Ok
+/// Asks /readyz, again every 100 ms while `--wait` allows, and says whether it is ready.
+pub(crate) async fn health(args: HealthArgs) -> Outcome {
+    let http = match &args.crnpd_config {
+        Some(path) => match crnpd_http(path) {
+            Ok(addr) => addr,
+            Err(message) => {
+                eprintln!("crnp: {message}");
+                return Outcome::Usage;
+            }
+        },
+        None => args.http.http,
+    };
+    // No deadline past what an Instant can hold: wait for as long as it takes.
+    let deadline = Instant::now().checked_add(seconds(args.wait));
+    loop {
+        match client::ready(http, seconds(args.http.timeout)).await {
+            Ok(true) => {
+                println!("ready");
+                return Outcome::Ok;
+            }
+            _ if deadline.is_none_or(|d| Instant::now() < d) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(false) => {
+                println!("not ready");
+                return Outcome::Refused;
+            }
+            Err(e) => return crate::report(&e),
         }
-        Ok(false) => {
-            println!("not ready");
-            Outcome::Refused
-        }
-        Err(e) => crate::report(&e),
+    }
+}
+
+/// crnpd's HTTP address as crnpd resolves it from `path` and the environment (CRNPD_HTTP, then
+/// the file's `http` key, then the default).
+fn crnpd_http(path: &Path) -> Result<SocketAddr, String> {
+    if let Some(value) = std::env::var_os("CRNPD_HTTP") {
+        let text = value.to_string_lossy();
+        return text
+            .parse()
+            .map_err(|_| format!("CRNPD_HTTP={text} is not an address (IP:PORT)"));
+    }
+    let settings = Settings {
+        config: Some(path.to_owned()),
+        ..Settings::default()
+    }
+    .with_file()
+    .map_err(|e| e.to_string())?;
+    match settings.http {
+        Some(addr) => Ok(addr),
+        None => DEFAULT_HTTP
+            .parse()
+            .map_err(|_| format!("crnpd's default address {DEFAULT_HTTP} does not parse")),
     }
 }
 

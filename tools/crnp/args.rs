@@ -27,7 +27,7 @@ pub(crate) enum Command {
     /// Remove a registered client by its callback address.
     Remove(RemoveArgs),
     /// Exit 0 iff the server is ready (GET /readyz answers 200).
-    Health(HttpArgs),
+    Health(HealthArgs),
 }
 
 /// Where crnpd's HTTP API is, and how long to wait for it.
@@ -39,6 +39,21 @@ pub(crate) struct HttpArgs {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) timeout: f64,
+}
+
+/// `crnp health`.
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// Where crnpd's HTTP API is.
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// Ask again until the server is ready or this many seconds have passed (0: ask once).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub(crate) wait: f64,
+    /// Take the HTTP address from this crnpd configuration file instead of --http: its `http`
+    /// key, under CRNPD_HTTP as for crnpd itself (the readiness check of crnpd.service).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) crnpd_config: Option<PathBuf>,
 }
 
 /// `crnp subscribe`.
