@@ -2,12 +2,13 @@
 //! build and cargo-deb); its maintainer scripts parse; `dpkg -i` installs the three binaries, the
 //! unit (enabled), the conffile `/etc/crnpd/crnpd.toml`, the Pacemaker agents, the man pages, the
 //! completions and the sysctl drop-in (not applied), and creates the `crnpd` system user and
-//! `/var/lib/crnpd`; `systemd-analyze verify` accepts the unit and rejects broken copies of it (so
-//! the check is real); the installed crnpd, started with the packaged config as the `crnpd` user
-//! as the unit would start it (setpriv: this machine runs no systemd), passes the unit's own
-//! readiness check, takes a registration from the installed `crnp subscribe` and delivers the
-//! event the installed `crnp publish` sends; `dpkg -r` keeps only the conffile; `dpkg -P` leaves
-//! nothing behind but the registry in `/var/lib/crnpd`.
+//! `/var/lib/crnpd`; `systemd-analyze verify` accepts the unit and rejects broken copies of it
+//! (so the check is real), and `systemd-analyze security` scores its hardening no worse than
+//! now; the installed crnpd, started with the packaged config as the `crnpd` user as the unit
+//! would start it (setpriv: this machine runs no systemd), passes the unit's own readiness
+//! check, takes a registration from the installed `crnp subscribe` and delivers the event the
+//! installed `crnp publish` sends; `dpkg -r` keeps only the conffile; `dpkg -P` leaves nothing
+//! behind but the registry in `/var/lib/crnpd`.
 //!
 //! It installs and purges the package `crnp` on this machine, so it needs root, and refuses to
 //! run where that package is installed or `/var/lib/crnpd` exists; whatever happens, it purges
@@ -406,6 +407,18 @@ fn check_unit() {
         "systemd-analyze verify {UNIT} ({}):\n{}",
         output.status,
         text(&output)
+    );
+    // The hardening, as systemd itself scores it (0 safest, 10 unprotected): ours is 2.9.
+    let security = ok("systemd-analyze", &["security", "--offline=yes", UNIT]);
+    let exposure: f64 = security
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for crnpd.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|level| level.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{security}"));
+    assert!(
+        exposure <= 3.5,
+        "the unit's hardening got weaker: exposure {exposure} (was 2.9):\n{security}"
     );
     let unit = read(Path::new(UNIT));
     for key in [
