@@ -11,9 +11,15 @@ use std::path::Path;
 use clap::CommandFactory;
 use crnp::config::{Cli, Settings};
 
-/// Keys whose default is not a value the file can spell (all cores, the listen IP, no token):
-/// the file shows an example for them.
-const EXAMPLES: [&str; 4] = ["cores", "source-addr", "admin-token", "admin-token-file"];
+/// Keys whose default is not a value the file can spell (all cores, the listen IP and port, no
+/// token): the file shows an example for them.
+const EXAMPLES: [&str; 5] = [
+    "cores",
+    "source-addr",
+    "source-port",
+    "admin-token",
+    "admin-token-file",
+];
 /// The one key the package sets: the unit's StateDirectory.
 const SET_BY_THE_PACKAGE: &str = "data-dir";
 
