@@ -108,7 +108,11 @@ fn publish_test_event(http: &str, subclass: &str, extra: &[&str]) -> (i32, Strin
 
 /// Runs `crnp` with `args` to its end (at most [`WAIT`]): exit code, stdout, stderr.
 fn crnp(args: &[&str]) -> (i32, String, String) {
-    let child = spawn_crnp(args);
+    finish(spawn_crnp(args))
+}
+
+/// Waits (bounded) for a spawned `crnp` to exit: its exit code, stdout and stderr.
+fn finish(child: Child) -> (i32, String, String) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -305,6 +309,45 @@ fn crnp_health_publish_and_clients_report_through_exit_codes() {
     assert!(err.contains(&closed), "{err}");
     let (code, _, _) = crnp(&["publish", "--http", &http]);
     assert_eq!(code, 2, "--class and --subclass are required without --xml");
+}
+
+#[test]
+fn crnp_health_waits_for_readiness_at_the_address_crnpd_s_config_names() {
+    // A port nobody listens on yet: crnpd takes it while `crnp health --wait` keeps asking.
+    let http = {
+        let socket = std::net::TcpListener::bind((LOCAL, 0)).expect("bind");
+        socket.local_addr().expect("addr").to_string()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("crnpd.toml");
+    std::fs::write(&config, format!("http = \"{http}\"\n")).expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let waiting = spawn_crnp(&["health", "--crnpd-config", config, "--wait", "15"]);
+    let server = Crnpd::start(&["--http", &http]);
+    let (code, out, err) = finish(waiting);
+    assert_eq!((code, out.trim()), (0, "ready"), "{err}");
+
+    // CRNPD_HTTP beats the file's key, as it does for crnpd; without --wait one refusal is final.
+    let closed = {
+        let socket = std::net::TcpListener::bind((LOCAL, 0)).expect("bind");
+        socket.local_addr().expect("addr").to_string()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_crnp"))
+        .args(["health", "--crnpd-config", config, "--timeout", "5"])
+        .env("CRNPD_HTTP", &closed)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crnp starts");
+    let (code, _, err) = finish(child);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains(&closed), "{err}");
+
+    let (code, _, err) = crnp(&["health", "--crnpd-config", "/nonexistent/crnpd.toml"]);
+    assert_eq!(code, 2, "an unreadable config is a usage error: {err}");
+    assert!(err.contains("/nonexistent/crnpd.toml"), "{err}");
+    drop(server);
 }
 
 #[test]

@@ -1,9 +1,14 @@
 //! `crnp clients`, `crnp remove`, `crnp health`: the admin side of the HTTP API.
 
-use crnp::client::{self, ClientInfo};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crnp::client::{self, ClientInfo, HttpEndpoint};
+use crnp::config::{DEFAULT_HTTP, Settings};
 
 use crate::Outcome;
-use crate::args::{ClientsArgs, HttpArgs, RemoveArgs, seconds};
+use crate::args::{ClientsArgs, HealthArgs, RemoveArgs, seconds};
 
 /// Prints the registered clients as a table or as JSON.
 pub(crate) async fn clients(args: ClientsArgs) -> Outcome {
@@ -42,23 +47,75 @@ pub(crate) async fn remove(args: RemoveArgs) -> Outcome {
     }
 }
 
-/// Exit 0 iff `/readyz` answers 200.
-pub(crate) async fn health(args: HttpArgs) -> Outcome {
-    let endpoint = match args.endpoint() {
+/// Asks /readyz, again every 100 ms while `--wait` allows, and says whether it is ready.
+pub(crate) async fn health(args: HealthArgs) -> Outcome {
+    let (http, crnpd_cert) = match &args.crnpd_config {
+        Some(path) => match crnpd_http(path) {
+            Ok(found) => found,
+            Err(message) => {
+                eprintln!("crnp: {message}");
+                return Outcome::Usage;
+            }
+        },
+        None => (args.http.http, None),
+    };
+    // Without --cacert, crnpd's own certificate is the CA to trust: enough for a
+    // self-signed certificate or a chain that ends with its CA.
+    let ca = args.http.cacert.as_deref().or(crnpd_cert.as_deref());
+    let endpoint = match HttpEndpoint::new(http, ca) {
         Ok(endpoint) => endpoint,
         Err(e) => return crate::report(&e),
     };
-    match client::ready(endpoint, seconds(args.timeout)).await {
-        Ok(true) => {
-            println!("ready");
-            Outcome::Ok
+    // No deadline past what an Instant can hold: wait for as long as it takes.
+    let deadline = Instant::now().checked_add(seconds(args.wait));
+    loop {
+        match client::ready(endpoint.clone(), seconds(args.http.timeout)).await {
+            Ok(true) => {
+                println!("ready");
+                return Outcome::Ok;
+            }
+            _ if deadline.is_none_or(|d| Instant::now() < d) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(false) => {
+                println!("not ready");
+                return Outcome::Refused;
+            }
+            Err(e) => return crate::report(&e),
         }
-        Ok(false) => {
-            println!("not ready");
-            Outcome::Refused
-        }
-        Err(e) => crate::report(&e),
     }
+}
+
+/// crnpd's HTTP address as crnpd resolves it from `path` and the environment (CRNPD_HTTP, then
+/// the file's `http` key, then the default), and its `--tls-cert` if it has one.
+fn crnpd_http(path: &Path) -> Result<(SocketAddr, Option<PathBuf>), String> {
+    let cert = std::env::var_os("CRNPD_TLS_CERT").map(PathBuf::from);
+    if let Some(value) = std::env::var_os("CRNPD_HTTP") {
+        let text = value.to_string_lossy();
+        let addr = text
+            .parse()
+            .map_err(|_| format!("CRNPD_HTTP={text} is not an address (IP:PORT)"))?;
+        let file_cert = file_settings(path)?.tls_cert;
+        return Ok((addr, cert.or(file_cert)));
+    }
+    let settings = file_settings(path)?;
+    let addr = match settings.http {
+        Some(addr) => addr,
+        None => DEFAULT_HTTP
+            .parse()
+            .map_err(|_| format!("crnpd's default address {DEFAULT_HTTP} does not parse"))?,
+    };
+    Ok((addr, cert.or(settings.tls_cert)))
+}
+
+/// The settings of crnpd's configuration file `path`.
+fn file_settings(path: &Path) -> Result<Settings, String> {
+    Settings {
+        config: Some(path.to_owned()),
+        ..Settings::default()
+    }
+    .with_file()
+    .map_err(|e| e.to_string())
 }
 
 /// An aligned table: address, queued, registered at, last delivery, event types.

@@ -28,7 +28,7 @@ pub(crate) enum Command {
     /// Remove a registered client by its callback address.
     Remove(RemoveArgs),
     /// Exit 0 iff the server is ready (GET /readyz answers 200).
-    Health(HttpArgs),
+    Health(HealthArgs),
 }
 
 /// Where crnpd's HTTP API is, and how long to wait for it.
@@ -51,6 +51,21 @@ impl HttpArgs {
     pub(crate) fn endpoint(&self) -> Result<HttpEndpoint, ClientError> {
         HttpEndpoint::new(self.http, self.cacert.as_deref())
     }
+}
+
+/// `crnp health`.
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// Where crnpd's HTTP API is.
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// Ask again until the server is ready or this many seconds have passed (0: ask once).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub(crate) wait: f64,
+    /// Take the HTTP address from this crnpd configuration file instead of --http: its `http`
+    /// key, under CRNPD_HTTP as for crnpd itself (the readiness check of crnpd.service).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) crnpd_config: Option<PathBuf>,
 }
 
 /// `crnp subscribe`.
