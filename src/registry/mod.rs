@@ -14,4 +14,4 @@ mod store;
 pub use matching::{canonical_types, matches, state_key};
 pub use record::{ClientId, ClientRecord, PublishedEvent, RemovalReason};
 pub use state::{Change, Refusal, Registry, RegistryLimits, Replay};
-pub use store::{Store, StoreContents, StoreError};
+pub use store::{Damage, Store, StoreContents, StoreError};

@@ -59,8 +59,9 @@ pub enum StoreError {
     Corrupt {
         /// The store file.
         path: PathBuf,
-        /// What redb or the decoder said.
-        cause: String,
+        /// What is wrong with it.
+        #[source]
+        cause: Damage,
     },
     /// A read or write failed (disk full, I/O error).
     #[error("{path}: store I/O failed: {source}")]
@@ -77,6 +78,24 @@ pub enum StoreError {
         /// The store file.
         path: PathBuf,
     },
+}
+
+/// What is wrong with a store file that is not a healthy store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// redb refused the file (not a redb file, a bad header, a failed integrity check).
+    #[error("{0}")]
+    Redb(#[source] redb::Error),
+    /// The file is empty.
+    #[error("the file is empty (0 bytes), so it holds no registry")]
+    Empty,
+    /// redb gave up reading the file (it panicked; the panic was caught).
+    #[error("redb could not read the file")]
+    Unreadable,
+    /// A record does not decode: which one, and what the decoder found.
+    #[error("{0}")]
+    Record(String),
 }
 
 /// What the store holds, as loaded at start-up.
@@ -187,7 +206,7 @@ impl Store {
         {
             Ok(_) => {}
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(self.corrupt(e.to_string())),
+            Err(e) => return Err(self.corrupt(Damage::Redb(e.into()))),
         }
         let txn = db.begin_write().map_err(|e| self.io(e))?;
         let mut moved = 0;
@@ -197,8 +216,12 @@ impl Store {
             let mut next_slot = 0;
             for row in clients.iter().map_err(|e| self.io(e))? {
                 let (key, value) = row.map_err(|e| self.io(e))?;
-                let record = codec::decode(value.value())
-                    .map_err(|e| self.corrupt(format!("client in slot {}: {e}", key.value())))?;
+                let record = codec::decode(value.value()).map_err(|e| {
+                    self.corrupt(Damage::Record(format!(
+                        "client in slot {}: {e}",
+                        key.value()
+                    )))
+                })?;
                 present.insert(record.id);
                 next_slot = next_slot.max(key.value() + 1);
             }
@@ -207,7 +230,7 @@ impl Store {
             for row in legacy.iter().map_err(|e| self.io(e))? {
                 let (key, stored) = row.map_err(|e| self.io(e))?;
                 let record = codec::decode_legacy(key.value(), stored.value())
-                    .map_err(|e| self.corrupt(e))?;
+                    .map_err(|e| self.corrupt(Damage::Record(e)))?;
                 if !present.insert(record.id) {
                     continue;
                 }
@@ -240,10 +263,10 @@ impl Store {
             let (key, value) = row.map_err(|e| self.io(e))?;
             let slot = key.value();
             let record = codec::decode(value.value())
-                .map_err(|e| self.corrupt(format!("client in slot {slot}: {e}")))?;
+                .map_err(|e| self.corrupt(Damage::Record(format!("client in slot {slot}: {e}"))))?;
             let id = record.id;
             if slots.insert(id, slot).is_some() {
-                return Err(self.corrupt(format!("client {id} is stored twice")));
+                return Err(self.corrupt(Damage::Record(format!("client {id} is stored twice"))));
             }
             clients.push(ClientRecord {
                 id,
@@ -262,8 +285,12 @@ impl Store {
         for row in latest_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
             let (seq, xml) = value.value();
-            let event = Event::parse(xml, &limits)
-                .map_err(|e| self.corrupt(format!("latest event {:?}: {e}", key.value())))?;
+            let event = Event::parse(xml, &limits).map_err(|e| {
+                self.corrupt(Damage::Record(format!(
+                    "latest event {:?}: {e}",
+                    key.value()
+                )))
+            })?;
             latest.push(Arc::new(PublishedEvent {
                 seq,
                 state_key: state_key(&event),
@@ -375,7 +402,7 @@ impl Store {
         }
     }
 
-    fn corrupt(&self, cause: String) -> StoreError {
+    fn corrupt(&self, cause: Damage) -> StoreError {
         StoreError::Corrupt {
             path: self.path.clone(),
             cause,
@@ -392,7 +419,7 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
         Ok(meta) if meta.len() == 0 => {
             return Err(StoreError::Corrupt {
                 path,
-                cause: "the file is empty (0 bytes), so it holds no registry".into(),
+                cause: Damage::Empty,
             });
         }
         Ok(_) => true,
@@ -428,7 +455,7 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
         {
             Err(StoreError::Corrupt {
                 path,
-                cause: source.to_string(),
+                cause: Damage::Redb(source.into()),
             })
         }
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source)))) => {
@@ -439,11 +466,11 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
         }
         Ok(Err(e)) => Err(StoreError::Corrupt {
             path,
-            cause: e.to_string(),
+            cause: Damage::Redb(e.into()),
         }),
         Err(_) => Err(StoreError::Corrupt {
             path,
-            cause: "redb could not read the file".into(),
+            cause: Damage::Unreadable,
         }),
     }
 }
