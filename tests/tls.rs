@@ -68,6 +68,24 @@ fn https(crnpd: &Crnpd, path: &str) -> String {
     format!("https://{}{path}", crnpd.http)
 }
 
+/// A crnpd serving HTTPS with a certificate from a CA made here; the CA file and the directory
+/// that holds the files.
+fn crnpd_with_tls() -> (Crnpd, PathBuf, tempfile::TempDir) {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let authority = Authority::new("CA");
+    let ca = write(&temp.path().join("ca.pem"), &authority.pem);
+    let (cert, key) = authority.server_certificate();
+    let cert_file = write(&temp.path().join("cert.pem"), &cert);
+    let key_file = write(&temp.path().join("key.pem"), &key);
+    let crnpd = Crnpd::start(&[
+        "--tls-cert",
+        cert_file.to_str().expect("utf8"),
+        "--tls-key",
+        key_file.to_str().expect("utf8"),
+    ]);
+    (crnpd, ca, temp)
+}
+
 #[test]
 fn https_needs_the_right_ca_refuses_plain_http_and_a_sighup_swaps_the_certificate() {
     let temp = tempfile::tempdir().expect("tempdir");
@@ -234,18 +252,7 @@ fn a_token_over_plain_http_off_loopback_is_refused_at_start_up_unless_allowed() 
 
 #[test]
 fn the_crnp_cli_publishes_over_https_with_its_ca_and_refuses_without_it() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let authority = Authority::new("CA");
-    let ca = write(&temp.path().join("ca.pem"), &authority.pem);
-    let (cert, key) = authority.server_certificate();
-    let cert_file = write(&temp.path().join("cert.pem"), &cert);
-    let key_file = write(&temp.path().join("key.pem"), &key);
-    let crnpd = Crnpd::start(&[
-        "--tls-cert",
-        cert_file.to_str().expect("utf8"),
-        "--tls-key",
-        key_file.to_str().expect("utf8"),
-    ]);
+    let (crnpd, ca, _temp) = crnpd_with_tls();
     let sub = Subscriber::listen(ip(92));
     let membership = event_type("EC_Cluster", Some("ESC_cluster_membership"), &[]);
     assert_eq!(
@@ -362,18 +369,7 @@ fn the_ocf_agent_starts_crnpd_with_tls_and_monitors_it_over_https() {
 
 #[test]
 fn the_alert_agent_publishes_over_https_with_crnp_cacert() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let authority = Authority::new("CA");
-    let ca = write(&temp.path().join("ca.pem"), &authority.pem);
-    let (cert, key) = authority.server_certificate();
-    let cert_file = write(&temp.path().join("cert.pem"), &cert);
-    let key_file = write(&temp.path().join("key.pem"), &key);
-    let crnpd = Crnpd::start(&[
-        "--tls-cert",
-        cert_file.to_str().expect("utf8"),
-        "--tls-key",
-        key_file.to_str().expect("utf8"),
-    ]);
+    let (crnpd, ca, temp) = crnpd_with_tls();
     let sub = Subscriber::listen(ip(93));
     let resources = event_type(
         "EC_Cluster",
