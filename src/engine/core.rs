@@ -274,7 +274,9 @@ async fn deliver_loop(core: Rc<Core>, id: ClientId, slot: u64) {
             .borrow_mut()
             .finished(id, slot, result, Instant::now());
         if let Settled::GaveUp(removal) = settled {
-            tracing::info!(client = %id, "delivery attempts exhausted");
+            if let Err(last) = result {
+                tracing::info!(client = %id, %last, "delivery attempts exhausted");
+            }
             core.act_on(removal);
         }
         core.metrics.queued.set(core.shard.borrow().queued() as f64);
