@@ -124,6 +124,49 @@ fn idle_http_connections_cannot_take_the_descriptors_deliveries_need() {
     assert_eq!(crnpd.metric("crnp_delivery_failures_total", &[]), 0.0);
 }
 
+/// One GET on a new connection: the status, 0 when crnpd closed it without an answer.
+fn get_status(crnpd: &Crnpd, path: &str) -> u16 {
+    let mut stream = TcpStream::connect_timeout(&crnpd.http, WAIT).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: crnpd\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn exactly_max_http_connections_are_served_at_once_and_a_freed_one_admits_the_next() {
+    let crnpd = Crnpd::start(&["--max-http-connections", "2", "--http-header-timeout", "30"]);
+    let first = TcpStream::connect_timeout(&crnpd.http, WAIT).expect("connect");
+    // The scrape is the second connection: the gauge shows both while it is answered.
+    crnpd.wait_metric("crnp_http_connections", &[], |v| v == 2.0);
+    let second = TcpStream::connect_timeout(&crnpd.http, WAIT).expect("connect");
+    let deadline = Instant::now() + WAIT;
+    // Once crnpd has accepted the second idle connection, the cap of 2 is reached.
+    while get_status(&crnpd, "/healthz") != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "a third connection was never refused"
+        );
+    }
+    drop(first);
+    while get_status(&crnpd, "/healthz") != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "a freed connection never admitted the next"
+        );
+    }
+    drop(second);
+    assert!(crnpd.metric("crnp_http_connections_rejected_total", &[]) >= 1.0);
+}
+
 #[test]
 fn a_kept_alive_http_connection_is_closed_after_the_header_timeout() {
     let crnpd = Crnpd::start(&["--http-header-timeout", "0.5"]);
