@@ -131,6 +131,16 @@ pub struct Settings {
     /// Seconds allowed for in-flight work at shutdown [default: 5].
     #[arg(long, env = "CRNPD_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<Seconds>,
+    /// Event log entries kept at most; past it the oldest go, whatever the cursors [default: 1000000].
+    #[arg(long, env = "CRNPD_LOG_RETENTION_EVENTS")]
+    pub log_retention_events: Option<u64>,
+    /// Bytes of event log entries kept at most; past it the oldest go [default: 268435456].
+    #[arg(long, env = "CRNPD_LOG_RETENTION_BYTES")]
+    pub log_retention_bytes: Option<u64>,
+    /// Seconds between two cursor reports of a core while deliveries go on; after a crash a
+    /// client may get again what it received in about this long [default: 0.1].
+    #[arg(long, env = "CRNPD_CURSOR_INTERVAL")]
+    pub cursor_interval: Option<Seconds>,
     /// Wait for the instance holding --data-dir, take over when it dies.
     #[arg(long, env = "CRNPD_STANDBY", num_args = 0..=1, default_missing_value = "true")]
     pub standby: Option<bool>,
@@ -233,6 +243,10 @@ pub struct Config {
     pub max_commit_batch: usize,
     /// Time allowed for in-flight work at shutdown.
     pub shutdown_timeout: Duration,
+    /// How much of the event log is kept.
+    pub retention: crate::registry::Retention,
+    /// Time between two cursor reports of a core.
+    pub cursor_interval: Duration,
     /// Whether to wait for another instance to release the store first.
     pub standby: bool,
     /// Bearer token for state-changing admin calls, if any.
@@ -337,6 +351,9 @@ impl Settings {
             http_body_timeout: self.http_body_timeout.or(lower.http_body_timeout),
             max_commit_batch: self.max_commit_batch.or(lower.max_commit_batch),
             shutdown_timeout: self.shutdown_timeout.or(lower.shutdown_timeout),
+            log_retention_events: self.log_retention_events.or(lower.log_retention_events),
+            log_retention_bytes: self.log_retention_bytes.or(lower.log_retention_bytes),
+            cursor_interval: self.cursor_interval.or(lower.cursor_interval),
             standby: self.standby.or(lower.standby),
             admin_token: self.admin_token.or(lower.admin_token),
             admin_token_file: self.admin_token_file.or(lower.admin_token_file),
@@ -397,6 +414,16 @@ impl Settings {
             shutdown_timeout: self
                 .shutdown_timeout
                 .map_or(Duration::from_secs(5), |s| s.0),
+            retention: {
+                let default = crate::registry::Retention::default();
+                crate::registry::Retention {
+                    max_events: self.log_retention_events.unwrap_or(default.max_events),
+                    max_bytes: self.log_retention_bytes.unwrap_or(default.max_bytes),
+                }
+            },
+            cursor_interval: self
+                .cursor_interval
+                .map_or(Duration::from_millis(100), |s| s.0),
             standby: self.standby.unwrap_or(false),
             admin_token,
             tls: match (self.tls_cert, self.tls_key) {
@@ -499,6 +526,24 @@ impl Config {
             self.max_commit_batch,
             self.max_commit_batch >= 1,
             "at least 1",
+        )?;
+        check(
+            "log-retention-events",
+            self.retention.max_events,
+            self.retention.max_events >= 1,
+            "at least 1",
+        )?;
+        check(
+            "log-retention-bytes",
+            self.retention.max_bytes,
+            self.retention.max_bytes >= 1,
+            "at least 1",
+        )?;
+        check(
+            "cursor-interval",
+            self.cursor_interval.as_secs_f64(),
+            (Duration::from_millis(1)..=Duration::from_secs(60)).contains(&self.cursor_interval),
+            "0.001 to 60 seconds",
         )?;
         Ok(())
     }

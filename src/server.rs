@@ -212,6 +212,7 @@ async fn serve(
             max_latest_states: config.max_latest_states,
         },
         max_commit_batch: config.max_commit_batch,
+        retention: config.retention,
     };
     let (registry, registry_thread) = service::start(store, limits, dispatcher)?;
     let engine = Engine::start(&config, listeners, listen, channels, &registry, &budget)

@@ -79,6 +79,24 @@ pub const ACTIVE: &str = "crnp_active";
 /// Always 1; the `version` label names the running build.
 pub const BUILD_INFO: &str = "crnp_build_info";
 
+/// Gauge: entries the event log retains.
+pub const LOG_ENTRIES: &str = "crnp_log_entries";
+/// Gauge: bytes of the `SC_EVENT` documents the event log retains.
+pub const LOG_BYTES: &str = "crnp_log_bytes";
+/// Gauge: the oldest sequence number the event log retains (the next one when it is empty).
+pub const LOG_OLDEST: &str = "crnp_log_oldest_seq";
+/// Counter: deliveries queued from the event log at start-up (after a crash, a stop or a takeover).
+pub const LOG_RECOVERED: &str = "crnp_log_recovered_deliveries_total";
+/// Counter: clients given the latest-state resync at start-up because the log no longer held
+/// events after their cursor.
+pub const LOG_RESYNCED: &str = "crnp_log_resynced_clients_total";
+/// Counter: clients whose cursor retention passed while they were registered.
+pub const LOG_OVERRUN: &str = "crnp_log_cursors_overrun_total";
+/// Counter: commits that wrote cursors.
+pub const CURSOR_BATCHES: &str = "crnp_cursor_write_batches_total";
+/// Gauge: clients with a cursor row of their own (behind or ahead of the floor).
+pub const CURSOR_ROWS: &str = "crnp_cursor_rows";
+
 /// Every metric crnpd exports, as named in the exposition (histograms without the
 /// `_bucket`/`_sum`/`_count` suffixes).
 pub const ALL_METRICS: &[&str] = &[
@@ -110,6 +128,14 @@ pub const ALL_METRICS: &[&str] = &[
     MAX_FDS,
     ACTIVE,
     BUILD_INFO,
+    LOG_ENTRIES,
+    LOG_BYTES,
+    LOG_OLDEST,
+    LOG_RECOVERED,
+    LOG_RESYNCED,
+    LOG_OVERRUN,
+    CURSOR_BATCHES,
+    CURSOR_ROWS,
 ];
 
 /// The `form` label of [`REGISTRATIONS`] for a message that did not parse far enough.
@@ -235,6 +261,35 @@ pub fn describe() {
         BUILD_INFO,
         "Always 1; the version label names the running crnpd build."
     );
+    describe_gauge!(LOG_ENTRIES, "Entries the event log retains.");
+    describe_gauge!(
+        LOG_BYTES,
+        "Bytes of SC_EVENT documents the event log retains."
+    );
+    describe_gauge!(
+        LOG_OLDEST,
+        "The oldest sequence number the event log retains (the next one when it is empty)."
+    );
+    describe_counter!(
+        LOG_RECOVERED,
+        "Deliveries queued from the event log at start-up."
+    );
+    describe_counter!(
+        LOG_RESYNCED,
+        "Clients given the latest-state resync at start-up because the log no longer held events after their cursor."
+    );
+    describe_counter!(
+        LOG_OVERRUN,
+        "Clients whose cursor log retention passed (--log-retention-events, --log-retention-bytes)."
+    );
+    describe_counter!(
+        CURSOR_BATCHES,
+        "Registry commits that wrote client cursors."
+    );
+    describe_gauge!(
+        CURSOR_ROWS,
+        "Clients whose cursor is a row of its own rather than the shared floor."
+    );
 
     counter!(EVENTS_PUBLISHED).absolute(0);
     counter!(EVENT_SERIALIZATIONS).absolute(0);
@@ -270,6 +325,14 @@ pub fn describe() {
     let _ = histogram!(COMMIT_BATCH);
     let _ = histogram!(COMMIT_SECONDS);
     counter!(COMMIT_ERRORS).absolute(0);
+    gauge!(LOG_ENTRIES).set(0.0);
+    gauge!(LOG_BYTES).set(0.0);
+    gauge!(LOG_OLDEST).set(0.0);
+    counter!(LOG_RECOVERED).absolute(0);
+    counter!(LOG_RESYNCED).absolute(0);
+    counter!(LOG_OVERRUN).absolute(0);
+    counter!(CURSOR_BATCHES).absolute(0);
+    gauge!(CURSOR_ROWS).set(0.0);
     set_active(false);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     sample_process();
@@ -312,6 +375,30 @@ pub fn event_serialized() {
 pub fn latest_states(held: usize, evicted: usize) {
     gauge!(LATEST_STATES).set(held as f64);
     counter!(LATEST_EVICTED).increment(evicted as u64);
+}
+
+/// Sets the event log's size: entries, bytes and the oldest retained sequence number.
+pub fn event_log(entries: u64, bytes: u64, oldest: u64) {
+    gauge!(LOG_ENTRIES).set(entries as f64);
+    gauge!(LOG_BYTES).set(bytes as f64);
+    gauge!(LOG_OLDEST).set(oldest as f64);
+}
+
+/// Counts what a start recovered: deliveries from the log, and clients resynced instead.
+pub fn log_recovered(deliveries: usize, resynced: usize) {
+    counter!(LOG_RECOVERED).increment(deliveries as u64);
+    counter!(LOG_RESYNCED).increment(resynced as u64);
+}
+
+/// Counts clients whose cursor retention just passed.
+pub fn cursors_overrun(clients: usize) {
+    counter!(LOG_OVERRUN).increment(clients as u64);
+}
+
+/// Counts a commit that wrote cursors, and sets how many clients have a row.
+pub fn cursor_batch(rows: usize) {
+    counter!(CURSOR_BATCHES).increment(1);
+    gauge!(CURSOR_ROWS).set(rows as f64);
 }
 
 /// Sets the number of open HTTP connections.
@@ -463,6 +550,10 @@ mod tests {
             LOCAL_SHORTAGES,
             LATEST_EVICTED,
             HTTP_CONNECTIONS_REJECTED,
+            LOG_RECOVERED,
+            LOG_RESYNCED,
+            LOG_OVERRUN,
+            CURSOR_BATCHES,
         ];
         for name in ALL_METRICS {
             assert_eq!(

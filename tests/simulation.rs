@@ -219,7 +219,7 @@ impl Sim {
             // The one clock read: every later time is this plus virtual durations.
             now: Instant::now(),
             registry: Registry::new(LIMITS),
-            shards: (0..SHARDS).map(|_| Shard::new(POLICY)).collect(),
+            shards: (0..SHARDS).map(|core| Shard::new(core, POLICY)).collect(),
             tasks: HashMap::new(),
             events: HashMap::new(),
             model: HashMap::new(),
@@ -823,7 +823,7 @@ fn a_latest_state_dropped_by_a_type_change_is_owed_again_when_the_type_returns()
     let now = Instant::now();
     let id = clients()[0];
     let mut registry = Registry::new(LIMITS);
-    let mut shard = Shard::new(POLICY);
+    let mut shard = Shard::new(0, POLICY);
     let register = |registry: &mut Registry, shard: &mut Shard, form, types: Vec<EventType>| {
         let reg = CallbackReg {
             port: id.port,

@@ -108,7 +108,7 @@ pub(super) async fn delete(
     }
 }
 
-fn parse_id(text: &str) -> Result<ClientId, (StatusCode, String)> {
+pub(super) fn parse_id(text: &str) -> Result<ClientId, (StatusCode, String)> {
     text.parse().map_err(|_| {
         (
             StatusCode::BAD_REQUEST,
@@ -117,7 +117,7 @@ fn parse_id(text: &str) -> Result<ClientId, (StatusCode, String)> {
     })
 }
 
-fn unknown(client: &str) -> Response {
+pub(super) fn unknown(client: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         format!("no client {client} is registered\n"),
@@ -125,7 +125,7 @@ fn unknown(client: &str) -> Response {
         .into_response()
 }
 
-fn not_active() -> Response {
+pub(super) fn not_active() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         "not active (standby or stopping)\n",

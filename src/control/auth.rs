@@ -1,6 +1,7 @@
 //! The bearer-token rule for calls that change state.
 //!
-//! Reads (`GET`) are open. Calls that change state (`POST /v1/events`, `DELETE /v1/clients/..`)
+//! Reads (`GET`) are open. Calls that change state (`POST /v1/events`, `DELETE /v1/clients/..`,
+//! `POST /v1/clients/../replay`)
 //! need `Authorization: Bearer <token>` whenever a token is configured, and start-up refuses a
 //! non-loopback `--http` without one ([`crate::server::run`]). A missing credential is 401 with
 //! `WWW-Authenticate: Bearer` (RFC 6750), a wrong one 403.

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod health;
+mod log;
 mod publish;
 pub mod serve;
 pub mod tls;
@@ -90,12 +91,13 @@ pub fn router(state: ControlState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/v1/events", post(publish::publish))
+        .route("/v1/events", post(publish::publish).get(log::page))
         .route("/v1/clients", get(admin::list))
         .route(
             "/v1/clients/{client}",
             get(admin::show).delete(admin::delete),
         )
+        .route("/v1/clients/{client}/replay", post(log::replay))
         .layer(body_limit)
         .with_state(state)
 }

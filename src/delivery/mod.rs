@@ -11,5 +11,5 @@ mod queue;
 mod shard;
 
 pub use outcome::{AttemptError, FailureCause, Shortage};
-pub use queue::{AfterFailure, DeliveryQueue, Next, Overflow, RetryPolicy};
+pub use queue::{AfterFailure, DeliveryQueue, Next, Overflow, RetryPolicy, Run};
 pub use shard::{Effect, Item, LastDelivery, Settled, Shard, ShardClient};

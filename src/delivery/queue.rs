@@ -2,9 +2,14 @@
 //! retry schedule and the bound. Time comes in as an argument.
 //!
 //! Two kinds of entry share the queue. Live events, one entry each, count toward
-//! `--max-queue-depth`. A latest-state replay (on registration and after a restart) is one
-//! shared, immutable list per distinct set of types: it never counts toward the bound (the
-//! latest-state table bounds it) and it costs a client one entry however long it is.
+//! `--max-queue-depth`. A replayed run (latest states on registration, events recovered from
+//! the log after a restart) is one shared, immutable list per distinct set of types: it never
+//! counts toward the bound (the latest-state table and the log's retention bound it) and it
+//! costs a client one entry however long it is.
+//!
+//! The queue also says where the client's durable cursor stands ([`DeliveryQueue::first_owed`],
+//! [`DeliveryQueue::states_pending`]): live events and recovered log runs are owed by the cursor;
+//! latest-state runs are not, and are redone as a resync if crnpd stops before they are delivered.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,28 +52,47 @@ pub enum AfterFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
 
+/// What a replayed run is to the client's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// Latest states (a registration's replay, a resync, an operator's replay): not covered by
+    /// the cursor; while one is queued, a restart sends the latest states again.
+    States,
+    /// Events from the log after the client's cursor: owed, and they advance it as delivered.
+    Log,
+}
+
 /// A run of queued items.
 #[derive(Debug, Clone)]
 enum Entry<T> {
     /// One live event.
     Live(T),
-    /// A shared latest-state replay, delivered from `next` on.
-    Replay { items: Arc<[T]>, next: usize },
+    /// A shared replayed run, delivered from `next` on.
+    Replay {
+        items: Arc<[T]>,
+        next: usize,
+        run: Run,
+    },
 }
 
 impl<T> Entry<T> {
     fn remaining(&self) -> usize {
         match self {
             Entry::Live(_) => 1,
-            Entry::Replay { items, next } => items.len() - next,
+            Entry::Replay { items, next, .. } => items.len() - next,
         }
     }
 
     fn first(&self) -> &T {
         match self {
             Entry::Live(item) => item,
-            Entry::Replay { items, next } => &items[*next],
+            Entry::Replay { items, next, .. } => &items[*next],
         }
+    }
+
+    /// True for the items the client's cursor owes it.
+    fn owed(&self) -> bool {
+        matches!(self, Entry::Live(_) | Entry::Replay { run: Run::Log, .. })
     }
 }
 
@@ -111,13 +135,28 @@ impl<T: Clone> DeliveryQueue<T> {
         Ok(())
     }
 
-    /// Queues a latest-state replay behind the others. It never overflows the queue.
-    pub fn push_replay(&mut self, items: Arc<[T]>) {
+    /// Queues a replayed run behind the others. It never overflows the queue.
+    pub fn push_replay(&mut self, items: Arc<[T]>, run: Run) {
         if items.is_empty() {
             return;
         }
         self.len += items.len();
-        self.entries.push_back(Entry::Replay { items, next: 0 });
+        self.entries.push_back(Entry::Replay {
+            items,
+            next: 0,
+            run,
+        });
+    }
+
+    /// The first queued item the cursor owes the client (in flight included): every owed item
+    /// before it was delivered. `None` when none is queued.
+    pub fn first_owed(&self) -> Option<&T> {
+        self.entries.iter().find(|e| e.owed()).map(Entry::first)
+    }
+
+    /// True while a latest-state run is queued (in flight included).
+    pub fn states_pending(&self) -> bool {
+        self.entries.iter().any(|e| !e.owed())
     }
 
     /// Items queued, including the one in flight.
@@ -203,7 +242,7 @@ impl<T: Clone> DeliveryQueue<T> {
                         kept_entries.push_back(Entry::Live(item));
                     }
                 }
-                Entry::Replay { items, next } => {
+                Entry::Replay { items, next, run } => {
                     let rest = &items[next..];
                     let keeps: Vec<bool> = rest
                         .iter()
@@ -214,7 +253,7 @@ impl<T: Clone> DeliveryQueue<T> {
                         head_kept = keeps[0];
                     }
                     if keeps.iter().all(|kept| *kept) {
-                        kept_entries.push_back(Entry::Replay { items, next });
+                        kept_entries.push_back(Entry::Replay { items, next, run });
                         continue;
                     }
                     let kept: Vec<T> = rest
@@ -227,6 +266,7 @@ impl<T: Clone> DeliveryQueue<T> {
                         kept_entries.push_back(Entry::Replay {
                             items: kept.into(),
                             next: 0,
+                            run,
                         });
                     }
                 }
@@ -255,7 +295,7 @@ impl<T: Clone> DeliveryQueue<T> {
                 self.live -= 1;
                 self.entries.pop_front();
             }
-            Entry::Replay { items, next } => {
+            Entry::Replay { items, next, .. } => {
                 *next += 1;
                 if *next == items.len() {
                     self.entries.pop_front();
@@ -402,7 +442,7 @@ mod tests {
     #[test]
     fn the_bound_is_exact_and_counts_live_items_only() {
         let mut q = DeliveryQueue::default();
-        q.push_replay(Arc::from(vec![100, 101, 102, 103, 104, 105]));
+        q.push_replay(Arc::from(vec![100, 101, 102, 103, 104, 105]), Run::States);
         for seq in 0..POLICY.max_queue as u32 {
             q.push(seq, &POLICY).expect("within the bound");
         }
@@ -416,7 +456,7 @@ mod tests {
         let mut q = DeliveryQueue::default();
         q.push(1, &POLICY).expect("room");
         let shared: Arc<[u32]> = Arc::from(vec![2, 3, 4]);
-        q.push_replay(Arc::clone(&shared));
+        q.push_replay(Arc::clone(&shared), Run::States);
         q.push(5, &POLICY).expect("room");
         assert_eq!(q.len(), 5);
         assert_eq!(drain(&mut q, now), [1, 2, 3, 4, 5]);
@@ -440,11 +480,28 @@ mod tests {
     fn retain_filters_a_replay_and_keeps_its_in_flight_head() {
         let now = Instant::now();
         let mut q = DeliveryQueue::default();
-        q.push_replay(Arc::from(vec![1, 2, 3, 4, 5]));
+        q.push_replay(Arc::from(vec![1, 2, 3, 4, 5]), Run::Log);
         assert_eq!(q.next(now), Next::Deliver(1));
         q.retain(|seq| seq % 2 == 0);
         assert_eq!(q.len(), 3);
         q.succeeded();
         assert_eq!(drain(&mut q, now), [2, 4]);
+    }
+
+    #[test]
+    fn the_first_owed_item_skips_latest_states_and_follows_deliveries() {
+        let now = Instant::now();
+        let mut q = DeliveryQueue::default();
+        q.push_replay(Arc::from(vec![3, 7]), Run::States);
+        q.push_replay(Arc::from(vec![10, 11]), Run::Log);
+        q.push(12, &POLICY).expect("room");
+        assert_eq!((q.first_owed(), q.states_pending()), (Some(&10), true));
+        for expected in [3, 7, 10] {
+            assert_eq!(q.next(now), Next::Deliver(expected));
+            q.succeeded();
+        }
+        assert_eq!((q.first_owed(), q.states_pending()), (Some(&11), false));
+        assert_eq!(drain(&mut q, now), [11, 12]);
+        assert_eq!(q.first_owed(), None);
     }
 }

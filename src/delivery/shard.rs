@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-use super::{AfterFailure, AttemptError, DeliveryQueue, FailureCause, Next, RetryPolicy};
+use super::{AfterFailure, AttemptError, DeliveryQueue, FailureCause, Next, RetryPolicy, Run};
 use crate::protocol::{EventType, Text};
-use crate::registry::{Change, ClientId, PublishedEvent, RemovalReason, Replay, matches};
+use crate::registry::{
+    Change, ClientId, CursorReport, Lagging, PublishedEvent, RemovalReason, Replay, Resume, matches,
+};
 
 /// A queued delivery: a reference to the one shared serialization of an event.
 pub type Item = Arc<PublishedEvent>;
@@ -108,11 +110,19 @@ pub struct Shard {
     policy: RetryPolicy,
     /// The wait after the next shortage; zero while there is none.
     shortage_wait: Duration,
+    /// The core's number, for its cursor reports.
+    core: usize,
+    /// Changes and events applied so far.
+    received: u64,
+    /// One past the last event matched; `None` before the first.
+    position: Option<u64>,
+    /// Something a cursor report would show changed since the last report.
+    cursors_moved: bool,
 }
 
 impl Shard {
-    /// An empty shard whose clients are retried and bounded by `policy`.
-    pub fn new(policy: RetryPolicy) -> Self {
+    /// An empty shard of core `core` whose clients are retried and bounded by `policy`.
+    pub fn new(core: usize, policy: RetryPolicy) -> Self {
         Shard {
             clients: HashMap::new(),
             by_class: HashMap::new(),
@@ -120,7 +130,44 @@ impl Shard {
             queued: 0,
             policy,
             shortage_wait: Duration::ZERO,
+            core,
+            received: 0,
+            position: None,
+            cursors_moved: false,
         }
+    }
+
+    /// Where this shard's clients' cursors stand, if anything changed since the last report:
+    /// the clients with something queued, and how far the event stream has been matched.
+    pub fn cursor_report(&mut self) -> Option<CursorReport> {
+        if !std::mem::take(&mut self.cursors_moved) {
+            return None;
+        }
+        let position = self.position;
+        let lagging = self
+            .clients
+            .iter()
+            .filter(|(_, client)| !client.queue.is_empty())
+            .map(|(id, client)| Lagging {
+                id: *id,
+                generation: client.generation,
+                resume: Resume {
+                    from: client
+                        .queue
+                        .first_owed()
+                        .map(|item| item.seq)
+                        .or(position)
+                        .unwrap_or(0),
+                    states_pending: client.queue.states_pending(),
+                },
+            })
+            .collect();
+        Some(CursorReport {
+            core: self.core,
+            received: self.received,
+            position,
+            lagging,
+        })
     }
 
     /// Deliveries queued on this shard.
@@ -142,12 +189,18 @@ impl Shard {
     /// new registration (generation) starts with no failed attempts; a replay is queued and
     /// never overflows the queue.
     pub fn apply(&mut self, change: Change) -> Vec<Effect> {
+        self.received += 1;
+        self.cursors_moved = true;
         match change {
             Change::Remove(id) => {
                 self.remove(id);
                 Vec::new()
             }
-            Change::Upsert { record, replay } => {
+            Change::Upsert {
+                record,
+                replay,
+                backlog,
+            } => {
                 let id = record.id;
                 if let Some(old) = self.clients.get(&id) {
                     let old_types = Arc::clone(&old.types);
@@ -187,13 +240,18 @@ impl Shard {
                 for t in client.types.iter() {
                     self.by_class.entry(t.class.clone()).or_default().insert(id);
                 }
-                self.enqueue_replay(id, replay).into_iter().collect()
+                let woken = self.enqueue_replay(id, replay, Run::States);
+                let also = self.enqueue_replay(id, backlog, Run::Log);
+                woken.into_iter().chain(also).collect()
             }
         }
     }
 
     /// Queues `event` for every client with a matching type, once per client.
     pub fn publish(&mut self, event: &Item) -> Vec<Effect> {
+        self.received += 1;
+        self.position = Some(event.seq + 1);
+        self.cursors_moved = true;
         let Some(candidates) = self.by_class.get(&event.event.class) else {
             return Vec::new();
         };
@@ -212,9 +270,10 @@ impl Shard {
             .collect()
     }
 
-    /// Queues a latest-state replay; it never overflows the queue (the latest-state table
-    /// bounds it). An event the client has just been queued live is not queued again.
-    fn enqueue_replay(&mut self, id: ClientId, replay: Replay) -> Option<Effect> {
+    /// Queues a replayed run; it never overflows the queue (the latest-state table and the
+    /// log's retention bound it). An event the client has just been queued live is not queued
+    /// again.
+    fn enqueue_replay(&mut self, id: ClientId, replay: Replay, run: Run) -> Option<Effect> {
         let client = self.clients.get_mut(&id)?;
         let last = replay.last()?.seq;
         let replay = match client.last_enqueued {
@@ -224,7 +283,7 @@ impl Shard {
             _ => replay,
         };
         self.queued += replay.len();
-        client.queue.push_replay(replay);
+        client.queue.push_replay(replay, run);
         client.last_enqueued = Some(last);
         wake(id, client)
     }
@@ -269,6 +328,7 @@ impl Shard {
         result: Result<(), AttemptError>,
         now: Instant,
     ) -> Settled {
+        self.cursors_moved = true;
         let Some(client) = self.clients.get_mut(&id).filter(|c| c.slot == slot) else {
             return Settled::Gone;
         };

@@ -34,6 +34,8 @@ pub(crate) struct CoreSettings {
     pub(crate) max_connections: usize,
     /// Deliveries in flight at once on this core: its share of the descriptor budget.
     pub(crate) delivery_slots: usize,
+    /// How often the core reports its clients' cursors, when they moved.
+    pub(crate) cursor_interval: Duration,
 }
 
 /// The state of one core, shared by its tasks (one thread: `Rc`, no locks).
@@ -66,7 +68,7 @@ pub(crate) fn run(
         let metrics = CoreMetrics::new(index);
         metrics.slots.set(settings.delivery_slots as f64);
         let core = Rc::new(Core {
-            shard: RefCell::new(Shard::new(settings.policy)),
+            shard: RefCell::new(Shard::new(index, settings.policy)),
             slots: tokio::sync::Semaphore::new(settings.delivery_slots),
             registry: registrar.registry.clone(),
             registrar: Rc::new(registrar),
@@ -78,6 +80,7 @@ pub(crate) fn run(
             scratch: outbound::Scratch::default(),
         });
         let acceptor = compio::runtime::spawn(accept_loop(Rc::clone(&core), listener));
+        let reporter = compio::runtime::spawn(report_cursors(Rc::clone(&core)));
         let deadline = loop {
             match inbox.recv_async().await {
                 Ok(CoreCommand::Change(change)) => {
@@ -97,8 +100,20 @@ pub(crate) fn run(
         };
         drop(acceptor);
         core.settle(deadline).await;
+        drop(reporter);
+        // The last word on this core's cursors: after a clean stop nothing is sent twice.
+        core.report();
         Ok(())
     })
+}
+
+/// Sends the registry this core's cursors every `cursor_interval` while they move; the
+/// registry writes them with its next group commit.
+async fn report_cursors(core: Rc<Core>) {
+    loop {
+        compio::time::sleep(core.settings.cursor_interval).await;
+        core.report();
+    }
 }
 
 async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
@@ -184,6 +199,14 @@ impl Core {
                 generation,
                 reason,
             } => self.registry.drop_client(client, generation, reason),
+        }
+    }
+
+    /// Reports the cursors to the registry if they moved since the last report.
+    fn report(&self) {
+        let report = self.shard.borrow_mut().cursor_report();
+        if let Some(report) = report {
+            self.registry.report_cursors(report);
         }
     }
 

@@ -7,6 +7,7 @@ mod listener;
 mod outbound;
 mod registration;
 
+use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -21,7 +22,7 @@ use crate::config::{Config, SourcePort};
 use crate::delivery::RetryPolicy;
 use crate::protocol::Limits;
 use crate::registry::service::{Dispatcher, RegistryHandle};
-use crate::registry::{Change, ClientId};
+use crate::registry::{Change, ClientId, Dispatched};
 use core::CoreSettings;
 use registration::Registrar;
 
@@ -71,6 +72,7 @@ impl CoreChannels {
     pub fn dispatcher(&self) -> CoreDispatcher {
         CoreDispatcher {
             cores: self.senders.clone(),
+            sent: self.senders.iter().map(|_| Cell::new(0)).collect(),
         }
     }
 
@@ -86,6 +88,9 @@ impl CoreChannels {
 #[derive(Debug)]
 pub struct CoreDispatcher {
     cores: Vec<flume::Sender<CoreCommand>>,
+    /// Changes and events sent to each core: a core's cursor report covers a change once its
+    /// own count has reached the change's.
+    sent: Vec<Cell<u64>>,
 }
 
 /// Asks the cores about their clients; it can change nothing.
@@ -121,19 +126,28 @@ fn owner(id: ClientId, cores: usize) -> usize {
 }
 
 impl Dispatcher for CoreDispatcher {
-    fn client_changed(&self, change: Change) {
+    fn client_changed(&self, change: Change) -> Dispatched {
         let id = match &change {
             Change::Upsert { record, .. } => record.id,
             Change::Remove(id) => *id,
         };
+        let core = owner(id, self.cores.len());
         // A closed core channel only happens at shutdown, when the change no longer matters.
-        let _ = self.cores[owner(id, self.cores.len())].send(CoreCommand::Change(change));
+        let _ = self.cores[core].send(CoreCommand::Change(change));
+        let stamp = self.sent[core].get() + 1;
+        self.sent[core].set(stamp);
+        Dispatched { core, stamp }
     }
 
     fn event_published(&self, event: SharedEvent) {
-        for core in &self.cores {
+        for (core, sent) in self.cores.iter().zip(&self.sent) {
             let _ = core.send(CoreCommand::Event(SharedEvent::clone(&event)));
+            sent.set(sent.get() + 1);
         }
+    }
+
+    fn cores(&self) -> usize {
+        self.cores.len()
     }
 }
 
@@ -184,6 +198,7 @@ impl Engine {
             source: delivery_source(config, listen),
             max_connections: budget.registrations_per_core,
             delivery_slots: budget.deliveries_per_core,
+            cursor_interval: config.cursor_interval,
         };
         let registrar = Registrar {
             registry: registry.clone(),

@@ -5,13 +5,17 @@
 //! commits them in groups.
 
 mod codec;
+mod cursor;
 mod matching;
 mod record;
+mod recovery;
 pub mod service;
 mod state;
 mod store;
 
+pub use cursor::{CursorReport, Dispatched, Lagging, Resume};
 pub use matching::{canonical_types, matches, state_key};
 pub use record::{ClientId, ClientRecord, PublishedEvent, RemovalReason};
-pub use state::{Change, Refusal, Registry, RegistryLimits, Replay};
-pub use store::{Damage, Store, StoreContents, StoreError};
+pub use recovery::{Recovered, Recovery};
+pub use state::{Change, Refusal, Registry, RegistryLimits, Replay, StoredCursors};
+pub use store::{Damage, LogEntry, LogStats, Retention, Store, StoreContents, StoreError};

@@ -6,6 +6,11 @@
 //! the changes to the engine and answers the callers. Because client changes and events leave
 //! in that same order, a client registered before an event sees it, and one registered after
 //! gets it as the latest state instead: nothing falls between the two.
+//!
+//! Every event is appended to the store's event log in the commit that acknowledges it. The
+//! cores report their clients' cursors now and then ([`RegistryHandle::report_cursors`]); the
+//! reports ride in the next group commit. At start-up each client's queue is rebuilt from its
+//! cursor ([`Recovery`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,18 +19,48 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
+use super::cursor::{CursorReport, Dispatched};
+use super::recovery::Recovery;
 use super::state::{Change, Refusal, Registry, RegistryLimits, Replay};
-use super::store::{Store, StoreError};
-use super::{ClientId, ClientRecord, PublishedEvent, RemovalReason};
+use super::store::{LogEntry, Retention, Store, StoreError};
+use super::{ClientId, ClientRecord, PublishedEvent, RemovalReason, matches};
 use crate::protocol::{CallbackReg, Event, RegType, Reply, StatusCode};
 use crate::telemetry;
 
 /// Where the service sends what it committed: the engine's cores.
 pub trait Dispatcher: Send + 'static {
-    /// A client was added, changed or removed.
-    fn client_changed(&self, change: Change);
+    /// A client was added, changed or removed; says which core got the change, and where in
+    /// that core's stream of commands.
+    fn client_changed(&self, change: Change) -> Dispatched;
     /// An event was sequenced and made durable.
     fn event_published(&self, event: Arc<PublishedEvent>);
+    /// The number of cores, each of which reports cursors.
+    fn cores(&self) -> usize;
+}
+
+/// A page of the retained event log.
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    /// The entries, in sequence order.
+    pub entries: Vec<LogEntry>,
+    /// The first retained sequence number, `None` when the log is empty.
+    pub oldest: Option<u64>,
+    /// The next sequence number to be handed out.
+    pub next_seq: u64,
+}
+
+/// Why an operator's replay was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The client is not registered.
+    #[error("the client is not registered")]
+    NotRegistered,
+    /// The log could not be read.
+    #[error("the event log could not be read: {0}")]
+    Store(#[source] Arc<StoreError>),
+    /// The service is not running (shutting down).
+    #[error("the registry is shutting down")]
+    Unavailable,
 }
 
 /// Why a publish failed.
@@ -64,6 +99,17 @@ enum Request {
     },
     Clients {
         reply: oneshot::Sender<Vec<ClientRecord>>,
+    },
+    Cursors(CursorReport),
+    Log {
+        after: Option<u64>,
+        limit: usize,
+        reply: oneshot::Sender<Result<LogPage, Arc<StoreError>>>,
+    },
+    Replay {
+        id: ClientId,
+        after: Option<u64>,
+        reply: oneshot::Sender<Result<usize, ReplayError>>,
     },
 }
 
@@ -120,6 +166,38 @@ impl RegistryHandle {
         answer.await.unwrap_or(false)
     }
 
+    /// Hands the service a core's cursor report; the next commit writes it.
+    pub fn report_cursors(&self, report: CursorReport) {
+        // A closed channel means shutdown has passed the last commit: nothing to write to.
+        let _ = self.requests.send(Request::Cursors(report));
+    }
+
+    /// Up to `limit` retained log entries after `after` (from the oldest without it).
+    pub async fn log(&self, after: Option<u64>, limit: usize) -> Result<LogPage, PublishError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Log {
+                after,
+                limit,
+                reply,
+            })
+            .map_err(|_| PublishError::Unavailable)?;
+        answer
+            .await
+            .map_err(|_| PublishError::Unavailable)?
+            .map_err(PublishError::Store)
+    }
+
+    /// Queues again, for client `id`, every retained event after `after` that matches its
+    /// types, in order, behind what it has queued; returns how many.
+    pub async fn replay(&self, id: ClientId, after: Option<u64>) -> Result<usize, ReplayError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Replay { id, after, reply })
+            .map_err(|_| ReplayError::Unavailable)?;
+        answer.await.map_err(|_| ReplayError::Unavailable)?
+    }
+
     /// Requests waiting for the service thread (for a gauge; never blocks).
     pub fn queued(&self) -> usize {
         self.requests.len()
@@ -149,6 +227,8 @@ pub struct ServiceLimits {
     pub registry: RegistryLimits,
     /// Requests that may share one commit.
     pub max_commit_batch: usize,
+    /// How much of the event log is kept.
+    pub retention: Retention,
 }
 
 /// Why the registry service could not start, or stopped on its own.
@@ -175,33 +255,69 @@ pub enum ServiceError {
 pub type ServiceThread = JoinHandle<Result<(), ServiceError>>;
 
 /// Starts the service thread on an open store; it stops when every handle is dropped.
+/// Before it returns, every client has been handed to its core with what it is owed: the
+/// events after its cursor, and the latest states the log cannot give it.
 pub fn start(
     mut store: Store,
     limits: ServiceLimits,
     dispatcher: impl Dispatcher,
 ) -> Result<(RegistryHandle, ServiceThread), ServiceError> {
+    store.set_retention(limits.retention);
     let contents = store.load()?;
-    let registry = Registry::restore(
+    let stats = contents.log;
+    let mut registry = Registry::restore(
         limits.registry,
         contents.clients,
         contents.latest,
         contents.next_seq,
+        contents.cursors,
     );
+    let oldest = stats.oldest.unwrap_or(registry.next_seq());
+    let lowest = registry
+        .clients()
+        .map(|record| registry.resume(record.id).from)
+        .min()
+        .unwrap_or(u64::MAX);
+    let log = if lowest < registry.next_seq() {
+        store.read_log_events(lowest.max(oldest))?
+    } else {
+        Vec::new()
+    };
+    let recovery = Recovery::plan(&registry, &log, oldest);
+    drop(log);
     telemetry::clients_registered(registry.client_count());
     telemetry::latest_states(registry.latest_count(), 0);
-    // Clients with the same types share one type list, and so one replay list.
-    let mut replays: hashbrown::HashMap<*const [crate::protocol::EventType], Replay> =
-        hashbrown::HashMap::new();
-    for record in registry.clients() {
-        let replay = replays
-            .entry(Arc::as_ptr(&record.types))
-            .or_insert_with(|| registry.latest_for(&record.types));
-        dispatcher.client_changed(Change::Upsert {
-            record: record.clone(),
-            replay: Arc::clone(replay),
-        });
+    telemetry::event_log(stats.entries, stats.bytes, oldest);
+    telemetry::log_recovered(recovery.from_log, recovery.resynced);
+    if recovery.from_log > 0 || recovery.resynced > 0 {
+        tracing::info!(
+            deliveries = recovery.from_log,
+            resynced_clients = recovery.resynced,
+            oldest_retained = oldest,
+            "recovered every client's backlog from the event log"
+        );
     }
-    drop(replays);
+    if recovery.resynced > 0 {
+        tracing::warn!(
+            clients = recovery.resynced,
+            oldest_retained = oldest,
+            "the event log no longer held every event after these clients' cursors: they get the latest state of their types instead"
+        );
+    }
+    for recovered in recovery.clients {
+        let id = recovered.record.id;
+        let before = registry.resume(id);
+        let owed = !recovered.replay.is_empty() || !recovered.backlog.is_empty();
+        if recovered.resume != before && (owed || before.from < oldest) {
+            registry.set_resume(id, recovered.resume);
+        }
+        let sent = dispatcher.client_changed(Change::Upsert {
+            record: recovered.record,
+            replay: recovered.replay,
+            backlog: recovered.backlog,
+        });
+        registry.dispatched(id, sent);
+    }
     let (requests, inbox) = flume::unbounded();
     let mut service = Service {
         registry,
@@ -245,6 +361,17 @@ enum Done {
     Clients {
         reply: oneshot::Sender<Vec<ClientRecord>>,
     },
+    Cursors,
+    Log {
+        after: Option<u64>,
+        limit: usize,
+        reply: oneshot::Sender<Result<LogPage, Arc<StoreError>>>,
+    },
+    Replay {
+        id: ClientId,
+        after: Option<u64>,
+        reply: oneshot::Sender<Result<usize, ReplayError>>,
+    },
 }
 
 impl<D: Dispatcher> Service<D> {
@@ -261,11 +388,17 @@ impl<D: Dispatcher> Service<D> {
                 .map(|request| self.apply(request))
                 .collect();
             let dirty = self.registry.take_dirty();
+            let cursors_written = !dirty.cursors.is_empty() || dirty.floor.is_some();
             let started = Instant::now();
             let committed = self.store.commit(&dirty);
             telemetry::commit(done.len(), started.elapsed());
+            drop(dirty);
             match committed {
                 Ok(()) => {
+                    if cursors_written {
+                        telemetry::cursor_batch(self.registry.cursor_rows().count());
+                    }
+                    self.log_committed();
                     let evicted = self.registry.committed();
                     if evicted > 0 {
                         tracing::info!(
@@ -285,6 +418,26 @@ impl<D: Dispatcher> Service<D> {
             telemetry::clients_registered(self.registry.client_count());
         }
         Ok(())
+    }
+
+    /// Updates the log's gauges after a commit, and warns about clients whose cursor the
+    /// retention bounds just passed (each once).
+    fn log_committed(&mut self) {
+        let stats = self.store.log_stats();
+        let oldest = stats.oldest.unwrap_or(self.registry.next_seq());
+        telemetry::event_log(stats.entries, stats.bytes, oldest);
+        let behind = self.registry.newly_behind(oldest);
+        if let Some(first) = behind.first() {
+            telemetry::cursors_overrun(behind.len());
+            tracing::warn!(
+                clients = behind.len(),
+                first = %first,
+                oldest_retained = oldest,
+                max_events = self.limits.retention.max_events,
+                max_bytes = self.limits.retention.max_bytes,
+                "log retention passed these clients' cursors: if crnpd stops before they catch up, they get the latest state of their types instead of the events they missed"
+            );
+        }
     }
 
     fn apply(&mut self, request: Request) -> Done {
@@ -325,7 +478,64 @@ impl<D: Dispatcher> Service<D> {
                 change: self.registry.remove(id),
             },
             Request::Clients { reply } => Done::Clients { reply },
+            Request::Cursors(report) => {
+                let cores = self.dispatcher.cores();
+                self.registry.apply_cursor_report(&report, cores);
+                Done::Cursors
+            }
+            Request::Log {
+                after,
+                limit,
+                reply,
+            } => Done::Log {
+                after,
+                limit,
+                reply,
+            },
+            Request::Replay { id, after, reply } => Done::Replay { id, after, reply },
         }
+    }
+
+    /// A page of the log, read after the commit (which may have trimmed it).
+    fn log_page(&self, after: Option<u64>, limit: usize) -> Result<LogPage, Arc<StoreError>> {
+        let from = after.map_or(0, |seq| seq.saturating_add(1));
+        let entries = self.store.read_log(from, limit).map_err(Arc::new)?;
+        Ok(LogPage {
+            entries,
+            oldest: self.store.log_stats().oldest,
+            next_seq: self.registry.next_seq(),
+        })
+    }
+
+    /// Queues the retained events after `after` that match `id`'s types for it again, as a
+    /// latest-state run (a crash before they are delivered brings the latest states instead).
+    fn replay(&mut self, id: ClientId, after: Option<u64>) -> Result<usize, ReplayError> {
+        let record = self
+            .registry
+            .client(id)
+            .cloned()
+            .ok_or(ReplayError::NotRegistered)?;
+        let from = after.map_or(0, |seq| seq.saturating_add(1));
+        let events = self
+            .store
+            .read_log_events(from)
+            .map_err(|e| ReplayError::Store(Arc::new(e)))?;
+        let matching: Replay = events
+            .into_iter()
+            .filter(|e| record.types.iter().any(|t| matches(t, &e.event)))
+            .collect::<Vec<_>>()
+            .into();
+        let count = matching.len();
+        if count > 0 {
+            self.registry.states_queued(id);
+            let sent = self.dispatcher.client_changed(Change::Upsert {
+                record,
+                replay: matching,
+                backlog: Replay::from([]),
+            });
+            self.registry.dispatched(id, sent);
+        }
+        Ok(count)
     }
 
     fn finish(&mut self, done: Vec<Done>) {
@@ -341,7 +551,14 @@ impl<D: Dispatcher> Service<D> {
                             if matches!(change, Change::Remove(_)) {
                                 telemetry::client_removed(RemovalReason::RemoveClient);
                             }
-                            self.dispatcher.client_changed(change);
+                            let upserted = match &change {
+                                Change::Upsert { record, .. } => Some(record.id),
+                                Change::Remove(_) => None,
+                            };
+                            let sent = self.dispatcher.client_changed(change);
+                            if let Some(id) = upserted {
+                                self.registry.dispatched(id, sent);
+                            }
                             Reply::new(StatusCode::Ok, accepted(form))
                         }
                         Err(refusal) => Reply::new(refusal.status, refusal.message),
@@ -375,6 +592,17 @@ impl<D: Dispatcher> Service<D> {
                 }
                 Done::Clients { reply } => {
                     let _ = reply.send(self.registry.clients().cloned().collect());
+                }
+                Done::Cursors => {}
+                Done::Log {
+                    after,
+                    limit,
+                    reply,
+                } => {
+                    let _ = reply.send(self.log_page(after, limit));
+                }
+                Done::Replay { id, after, reply } => {
+                    let _ = reply.send(self.replay(id, after));
                 }
             }
         }
@@ -416,6 +644,13 @@ impl<D: Dispatcher> Service<D> {
                 Done::Clients { reply } => {
                     let _ = reply.send(self.registry.clients().cloned().collect());
                 }
+                Done::Cursors => {}
+                Done::Log { reply, .. } => {
+                    let _ = reply.send(Err(Arc::clone(&error)));
+                }
+                Done::Replay { reply, .. } => {
+                    let _ = reply.send(Err(ReplayError::Store(Arc::clone(&error))));
+                }
                 Done::Removed { change, .. } => {
                     // The core dropped the client already, but the registry still holds it
                     // durably: hand it back, so the two agree and its next event is tried again.
@@ -423,10 +658,12 @@ impl<D: Dispatcher> Service<D> {
                         && let Some(record) = self.registry.client(id)
                     {
                         let record = record.clone();
-                        self.dispatcher.client_changed(Change::Upsert {
+                        let sent = self.dispatcher.client_changed(Change::Upsert {
                             record,
                             replay: Replay::from([]),
+                            backlog: Replay::from([]),
                         });
+                        self.registry.dispatched(id, sent);
                     }
                 }
             }

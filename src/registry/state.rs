@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
 
+use super::cursor::{CursorReport, Cursors, Dispatched, Resume};
 use super::matching::{canonical_types, matches, state_key};
 use super::record::{ClientId, ClientRecord, PublishedEvent};
 use crate::protocol::{CallbackReg, Event, EventType, RegType, StatusCode};
@@ -27,6 +28,8 @@ pub enum Change {
         record: ClientRecord,
         /// Latest events to deliver now.
         replay: Replay,
+        /// Events from the log it is owed (after a restart), delivered after `replay`.
+        backlog: Replay,
     },
     /// The client is gone.
     Remove(ClientId),
@@ -87,6 +90,20 @@ pub struct Registry {
     /// Types in all interned lists, and at the last sweep of unused lists.
     interned_types: usize,
     interned_types_after_sweep: usize,
+    /// Every client's durable cursor into the event log.
+    cursors: Cursors,
+    /// Events sequenced since the last commit, to append to the log.
+    appended: Vec<Arc<PublishedEvent>>,
+}
+
+/// The cursors as the store held them.
+#[derive(Debug, Default)]
+pub struct StoredCursors {
+    /// The floor; `None` for a store written before the event log, whose clients all get
+    /// the latest-state resync.
+    pub floor: Option<u64>,
+    /// The clients with a row of their own.
+    pub rows: Vec<(ClientId, Resume)>,
 }
 
 /// The values a batch replaced, recorded at the first change of each key since the last commit.
@@ -106,6 +123,14 @@ pub struct Dirty {
     pub latest: Vec<(String, Option<Arc<PublishedEvent>>)>,
     /// The next sequence number to hand out.
     pub next_seq: u64,
+    /// Events to append to the log, in sequence order.
+    pub appended: Vec<Arc<PublishedEvent>>,
+    /// Cursor rows to write (`Some`) or delete (`None`).
+    pub cursors: Vec<(ClientId, Option<Resume>)>,
+    /// The cursor floor, when it moved.
+    pub floor: Option<u64>,
+    /// The lowest cursor: log entries below it are owed to nobody and may go.
+    pub keep_from: u64,
 }
 
 impl Registry {
@@ -119,19 +144,32 @@ impl Registry {
 
     /// A registry holding what the store held. Latest states beyond the bound (a lowered
     /// `--max-latest-states`) are forgotten, oldest first, and deleted by the next commit.
+    /// Without a stored floor (a store written before the event log), every client's cursor
+    /// is `next_seq` with its latest states pending: the resync earlier versions gave.
     pub fn restore(
         limits: RegistryLimits,
         clients: Vec<ClientRecord>,
         latest: Vec<Arc<PublishedEvent>>,
         next_seq: u64,
+        cursors: StoredCursors,
     ) -> Self {
         let mut registry = Registry {
             next_seq,
+            cursors: Cursors::restore(cursors.floor.unwrap_or(next_seq), cursors.rows),
             ..Registry::new(limits)
         };
         for mut record in clients {
             record.generation = registry.generation();
             record.types = registry.intern(record.types.to_vec());
+            if cursors.floor.is_none() {
+                registry.cursors.set(
+                    record.id,
+                    Resume {
+                        from: next_seq,
+                        states_pending: true,
+                    },
+                );
+            }
             registry.clients.insert(record.id, record);
         }
         for event in latest {
@@ -146,6 +184,56 @@ impl Registry {
         }
         registry.undo = Undo::default();
         registry
+    }
+
+    /// Where `id`'s durable cursor stands.
+    pub fn resume(&self, id: ClientId) -> Resume {
+        self.cursors.resume(id)
+    }
+
+    /// The cursor floor (see [`crate::registry::cursor`]).
+    pub fn cursor_floor(&self) -> u64 {
+        self.cursors.floor()
+    }
+
+    /// The clients whose cursor is a row of its own, with it.
+    pub fn cursor_rows(&self) -> impl Iterator<Item = (ClientId, Resume)> + '_ {
+        self.cursors.rows()
+    }
+
+    /// The next sequence number to hand out.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Sets `id`'s cursor (recovery: where its recovered backlog starts).
+    pub fn set_resume(&mut self, id: ClientId, resume: Resume) {
+        self.cursors.set(id, resume);
+    }
+
+    /// A change of `id`'s was sent to its core: reports from that core cover it once they
+    /// count `sent.stamp` commands.
+    pub fn dispatched(&mut self, id: ClientId, sent: Dispatched) {
+        self.cursors.dispatched(id, sent);
+    }
+
+    /// Folds a core's cursor report in; the next commit writes what it changed.
+    pub fn apply_cursor_report(&mut self, report: &CursorReport, cores: usize) {
+        let clients = &self.clients;
+        self.cursors.apply(report, cores, |id, generation| {
+            clients.get(&id).is_some_and(|r| r.generation == generation)
+        });
+    }
+
+    /// A latest-state replay an operator asked for was queued for `id`.
+    pub fn states_queued(&mut self, id: ClientId) {
+        self.cursors.states_queued(id);
+    }
+
+    /// Clients whose cursor fell below `oldest`, the first event the log still holds, that were
+    /// not reported before.
+    pub fn newly_behind(&mut self, oldest: u64) -> Vec<ClientId> {
+        self.cursors.newly_behind(oldest)
     }
 
     /// Number of registered clients.
@@ -196,6 +284,14 @@ impl Registry {
                 }
                 self.check_type_count(types.len())?;
                 let replay = self.latest_for(&types);
+                // A new registration is owed nothing published before it.
+                self.cursors.set(
+                    id,
+                    Resume {
+                        from: self.next_seq,
+                        states_pending: !replay.is_empty(),
+                    },
+                );
                 let record = ClientRecord {
                     id,
                     types: self.intern(types),
@@ -212,6 +308,9 @@ impl Registry {
                 drop(held);
                 self.check_type_count(record.types.len() + added.len())?;
                 let replay = self.latest_for(&added);
+                if !replay.is_empty() {
+                    self.cursors.states_queued(id);
+                }
                 record.types = self.intern(record.types.iter().cloned().chain(added).collect());
                 Ok(self.upsert(record, replay))
             }
@@ -287,6 +386,7 @@ impl Registry {
         });
         self.undo.next_seq.get_or_insert(self.next_seq);
         self.next_seq += 1;
+        self.appended.push(Arc::clone(&published));
         let key = published.state_key.clone();
         self.remember_latest(&key);
         self.dirty_latest.insert(key.clone());
@@ -339,10 +439,15 @@ impl Registry {
             .drain()
             .map(|key| (key.clone(), self.latest.get(&key).cloned()))
             .collect();
+        let (cursors, floor) = self.cursors.take_dirty();
         Dirty {
             clients,
             latest,
             next_seq: self.next_seq,
+            appended: std::mem::take(&mut self.appended),
+            cursors,
+            floor,
+            keep_from: self.cursors.keep_from(),
         }
     }
 
@@ -350,6 +455,7 @@ impl Registry {
     /// Returns how many latest states they forgot.
     pub fn committed(&mut self) -> usize {
         self.undo = Undo::default();
+        self.cursors.committed();
         std::mem::take(&mut self.evicted)
     }
 
@@ -359,6 +465,8 @@ impl Registry {
     pub fn rollback(&mut self) {
         let undo = std::mem::take(&mut self.undo);
         self.evicted = 0;
+        self.appended.clear();
+        self.cursors.rollback();
         for (id, old) in undo.clients {
             match old {
                 Some(record) => self.clients.insert(id, record),
@@ -399,13 +507,18 @@ impl Registry {
         self.remember(record.id);
         self.dirty_clients.insert(record.id);
         self.clients.insert(record.id, record.clone());
-        Change::Upsert { record, replay }
+        Change::Upsert {
+            record,
+            replay,
+            backlog: Replay::from([]),
+        }
     }
 
     fn remove_client(&mut self, id: ClientId) -> Change {
         self.remember(id);
         self.dirty_clients.insert(id);
         self.clients.remove(&id);
+        self.cursors.remove(id);
         Change::Remove(id)
     }
 
@@ -493,7 +606,7 @@ mod tests {
         registry
             .register(IP, &reg(RegType::AddClient, vec![r_state("a")]), 0)
             .expect("ok");
-        let Ok(Change::Upsert { replay, record }) = registry.register(
+        let Ok(Change::Upsert { replay, record, .. }) = registry.register(
             IP,
             &reg(RegType::AddEvents, vec![r_state("a"), r_state("b")]),
             0,
@@ -723,6 +836,7 @@ mod tests {
             Vec::new(),
             events,
             3,
+            StoredCursors::default(),
         );
         let mut seqs: Vec<u64> = restored.latest().map(|e| e.seq).collect();
         seqs.sort_unstable();

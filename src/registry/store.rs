@@ -1,10 +1,12 @@
 //! The registry on disk: one redb file under the data directory.
 //!
 //! Tables: `clients_by_slot` (registration-order slot -> client record, see
-//! [`super::codec`]), `latest` (state key -> sequence number and the `SC_EVENT` bytes), `meta`
-//! (`next_seq`). Each commit is durable (fsync) before it returns; the service shares one
-//! commit among many writes. A store of the first layout (`clients`, keyed by address) is
-//! moved to `clients_by_slot` when it is opened.
+//! [`super::codec`]), `latest` (state key -> sequence number and the `SC_EVENT` bytes),
+//! `event_log` (sequence number -> `SC_EVENT` bytes, every acknowledged event still retained),
+//! `cursors` (client slot -> where its cursor stands, for clients not at the floor), `meta`
+//! (`next_seq`, `cursor_floor`). Each commit is durable (fsync) before it returns; the service
+//! shares one commit among many writes. A store of the first layout (`clients`, keyed by
+//! address) is moved to `clients_by_slot` when it is opened.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use hashbrown::{HashMap, HashSet};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::codec;
+use super::cursor::Resume;
 use super::record::{ClientId, ClientRecord, PublishedEvent};
-use super::state::Dirty;
+use super::state::{Dirty, StoredCursors};
 use super::state_key;
 use crate::protocol::{Event, Limits};
 
@@ -27,7 +30,15 @@ const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients_by_sl
 const LEGACY_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
 const LATEST: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("latest");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Every acknowledged event still retained, by sequence number: the `SC_EVENT` bytes.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
+/// Cursors of the clients not at the floor, by client slot: (`from`, latest states pending).
+const CURSORS: TableDefinition<u64, (u64, bool)> = TableDefinition::new("cursors");
 const NEXT_SEQ: &str = "next_seq";
+const CURSOR_FLOOR: &str = "cursor_floor";
+/// Log entries one commit deletes at most beyond twice what it appends, so that retention
+/// work per commit stays bounded.
+const TRIM_STEP: usize = 4096;
 /// redb's page cache. The registry is read once at start-up and then only written, so a
 /// small cache keeps idle memory per registered client low without slowing commits.
 const STORE_CACHE_BYTES: usize = 4 << 20;
@@ -107,6 +118,49 @@ pub struct StoreContents {
     pub latest: Vec<Arc<PublishedEvent>>,
     /// The next sequence number.
     pub next_seq: u64,
+    /// The clients' cursors.
+    pub cursors: StoredCursors,
+    /// What the event log holds.
+    pub log: LogStats,
+}
+
+/// How much of the event log is kept: entries every cursor has passed go at once, and the
+/// oldest go beyond either bound (`--log-retention-events`, `--log-retention-bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Entries at most.
+    pub max_events: u64,
+    /// Bytes of `SC_EVENT` documents at most.
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_events: 1_000_000,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The size of the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogStats {
+    /// Entries retained.
+    pub entries: u64,
+    /// Bytes of their `SC_EVENT` documents.
+    pub bytes: u64,
+    /// The first retained sequence number; `None` when empty.
+    pub oldest: Option<u64>,
+}
+
+/// One retained log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The `SC_EVENT` document, as delivered.
+    pub bytes: Bytes,
 }
 
 /// The open store. Only one process may hold it.
@@ -122,6 +176,11 @@ pub struct Store {
     stored_next_seq: Option<u64>,
     /// The encoding buffer of client records, reused from one record to the next.
     scratch: Vec<u8>,
+    /// What the event log holds (filled by [`Store::load`], kept by each commit).
+    log: LogStats,
+    retention: Retention,
+    /// The cursor floor on disk: a commit writes it only when it changed.
+    stored_floor: Option<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -146,6 +205,9 @@ impl Store {
             next_slot: 0,
             stored_next_seq: None,
             scratch: Vec::new(),
+            log: LogStats::default(),
+            retention: Retention::default(),
+            stored_floor: None,
         };
         store.create_tables()?;
         let moved = store.migrate_legacy_clients()?;
@@ -180,6 +242,52 @@ impl Store {
         &self.path
     }
 
+    /// Sets how much of the event log is kept; commits apply it from the next on.
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
+    }
+
+    /// What the event log holds now.
+    pub fn log_stats(&self) -> LogStats {
+        self.log
+    }
+
+    /// Up to `limit` retained log entries from `from` on, in sequence order.
+    pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
+        let log = txn.open_table(LOG).map_err(|e| self.io(e))?;
+        let mut entries = Vec::new();
+        for row in log.range(from..).map_err(|e| self.io(e))?.take(limit) {
+            let (seq, bytes) = row.map_err(|e| self.io(e))?;
+            entries.push(LogEntry {
+                seq: seq.value(),
+                bytes: Bytes::copy_from_slice(bytes.value()),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Every retained log entry from `from` on, parsed, for a start's recovery; a damaged
+    /// entry is reported, not skipped.
+    pub fn read_log_events(&self, from: u64) -> Result<Vec<Arc<PublishedEvent>>, StoreError> {
+        let now = Instant::now();
+        self.read_log(from, usize::MAX)?
+            .into_iter()
+            .map(|entry| {
+                let event = Event::parse(&entry.bytes, &unlimited()).map_err(|e| {
+                    self.corrupt(Damage::Record(format!("log entry {}: {e}", entry.seq)))
+                })?;
+                Ok(Arc::new(PublishedEvent {
+                    seq: entry.seq,
+                    state_key: state_key(&event),
+                    event,
+                    bytes: entry.bytes,
+                    accepted_at: now,
+                }))
+            })
+            .collect()
+    }
+
     fn db(&self) -> Result<&Database, StoreError> {
         self.db.as_ref().ok_or_else(|| StoreError::Closed {
             path: self.path.clone(),
@@ -191,6 +299,8 @@ impl Store {
         txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
         txn.open_table(LATEST).map_err(|e| self.io(e))?;
         txn.open_table(META).map_err(|e| self.io(e))?;
+        txn.open_table(LOG).map_err(|e| self.io(e))?;
+        txn.open_table(CURSORS).map_err(|e| self.io(e))?;
         txn.commit().map_err(|e| self.io(e))
     }
 
@@ -278,10 +388,7 @@ impl Store {
         let latest_table = txn.open_table(LATEST).map_err(|e| self.io(e))?;
         let mut latest = Vec::new();
         let now = Instant::now();
-        let limits = Limits {
-            max_message_bytes: usize::MAX,
-            ..Limits::default()
-        };
+        let limits = unlimited();
         for row in latest_table.iter().map_err(|e| self.io(e))? {
             let (key, value) = row.map_err(|e| self.io(e))?;
             let (seq, xml) = value.value();
@@ -304,30 +411,69 @@ impl Store {
             .get(NEXT_SEQ)
             .map_err(|e| self.io(e))?
             .map(|v| v.value());
+        let floor = meta
+            .get(CURSOR_FLOOR)
+            .map_err(|e| self.io(e))?
+            .map(|v| v.value());
+        let by_slot: HashMap<u64, ClientId> = slots.iter().map(|(id, slot)| (*slot, *id)).collect();
+        let cursor_table = txn.open_table(CURSORS).map_err(|e| self.io(e))?;
+        let mut rows = Vec::new();
+        for row in cursor_table.iter().map_err(|e| self.io(e))? {
+            let (slot, value) = row.map_err(|e| self.io(e))?;
+            let (from, states_pending) = value.value();
+            let Some(id) = by_slot.get(&slot.value()) else {
+                return Err(self.corrupt(Damage::Record(format!(
+                    "cursor of slot {}, which holds no client",
+                    slot.value()
+                ))));
+            };
+            rows.push((
+                *id,
+                Resume {
+                    from,
+                    states_pending,
+                },
+            ));
+        }
+        let log_table = txn.open_table(LOG).map_err(|e| self.io(e))?;
+        let mut log = LogStats::default();
+        for row in log_table.iter().map_err(|e| self.io(e))? {
+            let (seq, bytes) = row.map_err(|e| self.io(e))?;
+            log.oldest.get_or_insert(seq.value());
+            log.entries += 1;
+            log.bytes += bytes.value().len() as u64;
+        }
         self.next_slot = slots.values().max().map_or(0, |slot| slot + 1);
         self.slots = slots;
         self.stored_next_seq = stored_next_seq;
+        self.stored_floor = floor;
+        self.log = log;
         let next_seq = stored_next_seq.unwrap_or(0);
         Ok(StoreContents {
             clients,
             latest,
             next_seq,
+            cursors: StoredCursors { floor, rows },
+            log,
         })
     }
 
-    /// Writes one batch of changes in one durable transaction.
+    /// Writes one batch of changes in one durable transaction, and deletes log entries past
+    /// retention (a bounded number per commit).
     /// If an earlier failure left the store closed, it is reopened first.
     pub fn commit(&mut self, dirty: &Dirty) -> Result<(), StoreError> {
         if self.db.is_none() {
             self.reopen()?;
         }
         // Unknown until this commit succeeds: a failed commit may or may not have reached the
-        // disk, so the next one writes `next_seq` again.
+        // disk, so the next one writes `next_seq` and the floor again.
         let stored_next_seq = self.stored_next_seq.take();
+        let stored_floor = self.stored_floor.take();
         let txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         // Slot changes take effect only once the commit has: a failed commit leaves none.
         let mut moved: Vec<(ClientId, Option<u64>)> = Vec::new();
         let mut next_slot = self.next_slot;
+        let log;
         {
             let mut clients = txn.open_table(CLIENTS).map_err(|e| self.io(e))?;
             for (id, record) in &dirty.clients {
@@ -361,6 +507,40 @@ impl Store {
                     }
                 }
             }
+            if !dirty.cursors.is_empty() {
+                let mut cursors = txn.open_table(CURSORS).map_err(|e| self.io(e))?;
+                // A client gone in this commit lost its row with it.
+                let slot_of = |id: &ClientId| match moved.iter().find(|(m, _)| m == id) {
+                    Some((_, slot)) => *slot,
+                    None => self.slots.get(id).copied(),
+                };
+                for (id, resume) in &dirty.cursors {
+                    let Some(slot) = slot_of(id) else {
+                        continue;
+                    };
+                    match resume {
+                        Some(r) => {
+                            cursors
+                                .insert(slot, (r.from, r.states_pending))
+                                .map_err(|e| self.io(e))?;
+                        }
+                        None => {
+                            cursors.remove(slot).map_err(|e| self.io(e))?;
+                        }
+                    }
+                }
+            }
+            for (id, slot) in &moved {
+                if slot.is_none()
+                    && let Some(old) = self.slots.get(id)
+                {
+                    txn.open_table(CURSORS)
+                        .map_err(|e| self.io(e))?
+                        .remove(*old)
+                        .map_err(|e| self.io(e))?;
+                }
+            }
+            log = self.append_and_trim(&txn, dirty)?;
             // Each table written adds its pages to the commit: untouched ones are left alone.
             if !dirty.latest.is_empty() {
                 let mut latest = txn.open_table(LATEST).map_err(|e| self.io(e))?;
@@ -377,14 +557,22 @@ impl Store {
                     }
                 }
             }
-            if stored_next_seq != Some(dirty.next_seq) {
+            let floor = dirty.floor.or(stored_floor);
+            if stored_next_seq != Some(dirty.next_seq)
+                || floor != stored_floor
+                || stored_floor.is_none()
+            {
                 let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
                 meta.insert(NEXT_SEQ, dirty.next_seq)
+                    .map_err(|e| self.io(e))?;
+                meta.insert(CURSOR_FLOOR, floor.unwrap_or(dirty.keep_from))
                     .map_err(|e| self.io(e))?;
             }
         }
         txn.commit().map_err(|e| self.io(e))?;
         self.stored_next_seq = Some(dirty.next_seq);
+        self.stored_floor = Some(dirty.floor.or(stored_floor).unwrap_or(dirty.keep_from));
+        self.log = log;
         for (id, slot) in moved {
             match slot {
                 Some(slot) => self.slots.insert(id, slot),
@@ -393,6 +581,48 @@ impl Store {
         }
         self.next_slot = next_slot;
         Ok(())
+    }
+
+    /// Appends the batch's events to the log, then deletes the oldest entries while every
+    /// cursor has passed them or the log is over a retention bound, at most [`TRIM_STEP`] plus
+    /// twice the appended count. Returns the log's size after the commit.
+    fn append_and_trim(
+        &self,
+        txn: &redb::WriteTransaction,
+        dirty: &Dirty,
+    ) -> Result<LogStats, StoreError> {
+        let mut stats = self.log;
+        if dirty.appended.is_empty() && stats.entries == 0 {
+            return Ok(stats);
+        }
+        let mut log = txn.open_table(LOG).map_err(|e| self.io(e))?;
+        for event in &dirty.appended {
+            log.insert(event.seq, event.bytes.as_ref())
+                .map_err(|e| self.io(e))?;
+            stats.oldest.get_or_insert(event.seq);
+            stats.entries += 1;
+            stats.bytes += event.bytes.len() as u64;
+        }
+        let mut budget = TRIM_STEP + 2 * dirty.appended.len();
+        while budget > 0
+            && let Some(oldest) = stats.oldest
+            && (oldest < dirty.keep_from
+                || stats.entries > self.retention.max_events
+                || stats.bytes > self.retention.max_bytes)
+        {
+            budget -= 1;
+            let Some((_, bytes)) = log.pop_first().map_err(|e| self.io(e))? else {
+                break;
+            };
+            stats.entries -= 1;
+            stats.bytes -= bytes.value().len() as u64;
+            drop(bytes);
+            stats.oldest = log
+                .first()
+                .map_err(|e| self.io(e))?
+                .map(|(seq, _)| seq.value());
+        }
+        Ok(stats)
     }
 
     fn io(&self, error: impl Into<redb::Error>) -> StoreError {
@@ -407,6 +637,14 @@ impl Store {
             path: self.path.clone(),
             cause,
         }
+    }
+}
+
+/// Parse limits for documents the store wrote itself: they were checked on the way in.
+fn unlimited() -> Limits {
+    Limits {
+        max_message_bytes: usize::MAX,
+        ..Limits::default()
     }
 }
 
