@@ -404,13 +404,13 @@ impl Sim {
                     "{id} {form:?} {types:?} replay {:?}",
                     replay.iter().map(|e| e.seq).collect::<Vec<_>>()
                 ),
-                Change::Remove(_) => format!("{id} {form:?}"),
+                Change::Remove(_) | Change::Requeue { .. } => format!("{id} {form:?}"),
             }
         });
         self.commit();
         let record_types: Option<Vec<EventType>> = match &change {
             Change::Upsert { record, .. } => Some(record.types.to_vec()),
-            Change::Remove(_) => None,
+            Change::Remove(_) | Change::Requeue { .. } => None,
         };
         let in_flight = self.in_flight_of(id);
         let owed = match (&record_types, form) {

@@ -196,6 +196,14 @@ impl Shard {
                 self.remove(id);
                 Vec::new()
             }
+            Change::Requeue { id, events } => {
+                let Some(client) = self.clients.get_mut(&id) else {
+                    return Vec::new();
+                };
+                self.queued += events.len();
+                client.queue.push_replay(events, Run::States);
+                wake(id, client).into_iter().collect()
+            }
             Change::Upsert {
                 record,
                 replay,

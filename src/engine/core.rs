@@ -49,6 +49,9 @@ struct Core {
     /// LOW_RESOURCE replies being written to connections over the limit.
     refusing: Cell<usize>,
     in_flight: Cell<usize>,
+    /// Set at shutdown: attempts in flight finish, no new one starts, so that a clean stop
+    /// ends with every delivery either confirmed or not begun.
+    stopping: Cell<bool>,
     /// One permit per delivery that may be in flight: a descriptor each.
     slots: tokio::sync::Semaphore,
     scratch: outbound::Scratch,
@@ -77,6 +80,7 @@ pub(crate) fn run(
             connections: Cell::new(0),
             refusing: Cell::new(0),
             in_flight: Cell::new(0),
+            stopping: Cell::new(false),
             scratch: outbound::Scratch::default(),
         });
         let acceptor = compio::runtime::spawn(accept_loop(Rc::clone(&core), listener));
@@ -99,6 +103,7 @@ pub(crate) fn run(
             }
         };
         drop(acceptor);
+        core.stopping.set(true);
         core.settle(deadline).await;
         drop(reporter);
         // The last word on this core's cursors: after a clean stop nothing is sent twice.
@@ -280,6 +285,9 @@ impl Core {
 /// Delivers a client's queue, one event at a time, until it is empty or the client is gone.
 async fn deliver_loop(core: Rc<Core>, id: ClientId, slot: u64) {
     loop {
+        if core.stopping.get() {
+            return;
+        }
         let next = core.shard.borrow_mut().next(id, slot, Instant::now());
         let item = match next {
             None | Some(Next::Idle | Next::Busy) => return,

@@ -127,11 +127,7 @@ fn owner(id: ClientId, cores: usize) -> usize {
 
 impl Dispatcher for CoreDispatcher {
     fn client_changed(&self, change: Change) -> Dispatched {
-        let id = match &change {
-            Change::Upsert { record, .. } => record.id,
-            Change::Remove(id) => *id,
-        };
-        let core = owner(id, self.cores.len());
+        let core = owner(change.client(), self.cores.len());
         // A closed core channel only happens at shutdown, when the change no longer matters.
         let _ = self.cores[core].send(CoreCommand::Change(change));
         let stamp = self.sent[core].get() + 1;

@@ -528,10 +528,9 @@ impl<D: Dispatcher> Service<D> {
         let count = matching.len();
         if count > 0 {
             self.registry.states_queued(id);
-            let sent = self.dispatcher.client_changed(Change::Upsert {
-                record,
-                replay: matching,
-                backlog: Replay::from([]),
+            let sent = self.dispatcher.client_changed(Change::Requeue {
+                id,
+                events: matching,
             });
             self.registry.dispatched(id, sent);
         }
@@ -551,14 +550,9 @@ impl<D: Dispatcher> Service<D> {
                             if matches!(change, Change::Remove(_)) {
                                 telemetry::client_removed(RemovalReason::RemoveClient);
                             }
-                            let upserted = match &change {
-                                Change::Upsert { record, .. } => Some(record.id),
-                                Change::Remove(_) => None,
-                            };
+                            let id = change.client();
                             let sent = self.dispatcher.client_changed(change);
-                            if let Some(id) = upserted {
-                                self.registry.dispatched(id, sent);
-                            }
+                            self.registry.dispatched(id, sent);
                             Reply::new(StatusCode::Ok, accepted(form))
                         }
                         Err(refusal) => Reply::new(refusal.status, refusal.message),

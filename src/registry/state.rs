@@ -33,6 +33,24 @@ pub enum Change {
     },
     /// The client is gone.
     Remove(ClientId),
+    /// An operator asked for these events to be delivered to the client again, behind what it
+    /// has queued (a latest-state run: not covered by its cursor).
+    Requeue {
+        /// The client.
+        id: ClientId,
+        /// The events, in sequence order.
+        events: Replay,
+    },
+}
+
+impl Change {
+    /// The client the change is about.
+    pub fn client(&self) -> ClientId {
+        match self {
+            Change::Upsert { record, .. } => record.id,
+            Change::Remove(id) | Change::Requeue { id, .. } => *id,
+        }
+    }
 }
 
 /// Why a registration was not applied, with the reply it gets.
