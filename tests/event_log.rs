@@ -83,7 +83,7 @@ fn marker(i: usize) -> String {
 
 /// Event `i`: for resource `a` when `i` is even, `b` when odd.
 fn event(i: usize) -> String {
-    let name = if i % 2 == 0 { "a" } else { "b" };
+    let name = if i.is_multiple_of(2) { "a" } else { "b" };
     json_event(
         R_STATE.0,
         R_STATE.1,
