@@ -127,11 +127,6 @@ fn assert_clear_startup_error(code: Option<i32>, stderr: &str, path: &Path, word
     );
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Polls until `check` holds, at most `limit`; a short sleep between tries.
 fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -804,32 +799,6 @@ fn an_unreadable_store_file_is_refused_at_startup_naming_its_mode() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
     let again = Crnpd::start_in(&data, temp.path(), &[]);
     assert_eq!(again.client_count(), 2, "nothing was lost");
-}
-
-/// Unmounts the small tmpfs when the test ends, however it ends.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn mount_small_tmpfs(at: &Path, size: &str) -> Result<Mounted, String> {
-    if !is_root() {
-        return Err("not root".into());
-    }
-    std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-    let output = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .output()
-        .map_err(|e| format!("cannot run mount: {e}"))?;
-    if output.status.success() {
-        Ok(Mounted(at.to_owned()))
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
 }
 
 /// An ADD_CLIENT of about 5 KB, so a 2 MiB disk fills within a few hundred of them.

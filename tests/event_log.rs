@@ -11,12 +11,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{Crnpd, WAIT, dead_port, event_type, http, json_event, pair_value, reg, spawn};
+use common::{
+    Crnpd, Sink, WAIT, dead_port, event_type, http, json_event, mount_small_tmpfs, reg, spawn,
+};
 
 const R_STATE: (&str, &str) = ("EC_Cluster", "ESC_cluster_r_state");
 const EVENTS: usize = 300;
@@ -27,50 +27,6 @@ const SLOW_READ: Duration = Duration::from_millis(50);
 /// cursor interval (0.1 s, two deliveries at 50 ms each) and the commit after it, plus the
 /// one in flight, with room for a loaded machine.
 const CRASH_DUPLICATES: usize = 12;
-
-/// A subscriber that records the `state_list` marker of every delivery, in arrival order.
-struct Sink {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<String>>>,
-}
-
-impl Sink {
-    /// Listens on `ip`; reads each delivery after `delay` (0 for a fast subscriber).
-    fn listen(ip: IpAddr, delay: Duration) -> Sink {
-        Sink::listen_on(SocketAddr::new(ip, 0), delay)
-    }
-
-    fn listen_on(addr: SocketAddr, delay: Duration) -> Sink {
-        let listener = TcpListener::bind(addr).expect("bind sink");
-        let addr = listener.local_addr().expect("addr");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&received);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                // The slow client's whole behaviour: it takes its time before reading.
-                std::thread::sleep(delay);
-                let _ = stream.set_read_timeout(Some(WAIT));
-                let mut bytes = Vec::new();
-                if stream.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(&bytes);
-                let marker = pair_value(&text, "state_list").unwrap_or_default();
-                log.lock().expect("sink log").push(marker);
-            }
-        });
-        Sink { addr, received }
-    }
-
-    fn received(&self) -> Vec<String> {
-        self.received.lock().expect("sink log").clone()
-    }
-
-    fn count(&self) -> usize {
-        self.received.lock().expect("sink log").len()
-    }
-}
 
 /// The `n`th test's address block: 127.13.`n`.x, apart from every other test's.
 fn address(test: u8, host: u8) -> IpAddr {
@@ -466,4 +422,87 @@ fn the_log_is_readable_over_http_and_a_client_can_be_replayed_from_it() {
         4.0,
         "the holder has none of them"
     );
+}
+
+/// An ADD_CLIENT of about 5 KB, so a 2 MiB disk fills within a few hundred of them.
+fn bulky(port: u16) -> String {
+    let types: String = (0..20)
+        .map(|k| {
+            let name = format!("{port}-{k}-{}", "x".repeat(200));
+            event_type(R_STATE.0, Some(R_STATE.1), &[("r_name", &name)])
+        })
+        .collect();
+    reg("ADD_CLIENT", port, &types)
+}
+
+#[test]
+fn a_full_disk_during_cursor_writes_loses_no_acknowledged_event_and_cursors_resume() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mount_point = temp.path().join("small-disk");
+    let mounted = mount_small_tmpfs(&mount_point, "2m")
+        .unwrap_or_else(|reason| panic!("this test needs root to mount a small tmpfs: {reason}"));
+    let data = mount_point.join("data");
+    let crnpd = Crnpd::start_in(&data, temp.path(), &[]);
+    let ip = address(6, 10);
+    let sink = Sink::listen(ip, Duration::from_millis(100));
+    let everything = event_type("EC_Cluster", None, &[]);
+    assert_eq!(
+        crnpd.register(ip, &reg("ADD_CLIENT", sink.addr.port(), &everything)),
+        "OK"
+    );
+    let owed: Vec<String> = (0..60).map(marker).collect();
+    publish(&crnpd, 0..60);
+
+    // Fill the disk while the backlog is being delivered: every commit fails from here on,
+    // cursor writes included.
+    let filler = address(6, 20);
+    let full = (10_000..12_000u16)
+        .find(|port| crnpd.register(filler, &bulky(*port)) == "SYSTEM_ERROR")
+        .expect("the 2 MiB disk filled within 2,000 registrations");
+    let failed_commits = crnpd.metric("crnp_registry_commit_errors_total", &[]);
+    let delivered_when_full = sink.count();
+    assert!(
+        delivered_when_full < owed.len(),
+        "still a backlog once the disk is full"
+    );
+    wait_until(
+        WAIT,
+        "deliveries going on, their cursor writes failing",
+        || {
+            sink.count() >= delivered_when_full + 5
+                && crnpd.metric("crnp_registry_commit_errors_total", &[]) > failed_commits
+        },
+    );
+    let batches = crnpd.metric("crnp_cursor_write_batches_total", &[]);
+
+    // Room again: the next cursor write succeeds, without a restart.
+    let remount = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&mount_point)
+        .status()
+        .expect("run mount");
+    assert!(remount.success(), "remount larger");
+    crnpd.wait_metric("crnp_cursor_write_batches_total", &[], |v| v > batches);
+    println!(
+        "disk full at registration {}; {delivered_when_full} delivered then, {} when cursors resumed",
+        full - 10_000,
+        sink.count()
+    );
+    crnpd.kill9();
+
+    let again = Crnpd::start_in(&data, temp.path(), &[]);
+    wait_until(Duration::from_secs(60), "every acknowledged event", || {
+        let seen: HashSet<String> = sink.received().into_iter().collect();
+        owed.iter().all(|m| seen.contains(m))
+    });
+    let received = sink.received();
+    let mut seen = HashSet::new();
+    let first: Vec<&String> = received.iter().filter(|m| seen.insert(*m)).collect();
+    assert_eq!(first, owed.iter().collect::<Vec<_>>(), "in publish order");
+    println!(
+        "{} duplicates after the crash",
+        received.len() - first.len()
+    );
+    drop(again);
+    drop(mounted);
 }

@@ -514,3 +514,79 @@ pub fn dead_port(ip: IpAddr) -> u16 {
         .expect("addr")
         .port()
 }
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Unmounts the small tmpfs when the test ends, however it ends.
+pub struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+pub fn mount_small_tmpfs(at: &Path, size: &str) -> Result<Mounted, String> {
+    if !is_root() {
+        return Err("not root".into());
+    }
+    std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+    let output = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .output()
+        .map_err(|e| format!("cannot run mount: {e}"))?;
+    if output.status.success() {
+        Ok(Mounted(at.to_owned()))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// A subscriber that records the `state_list` marker of every delivery, in arrival order, and
+/// may take its time before reading each (a slow client).
+pub struct Sink {
+    pub addr: SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Sink {
+    /// Listens on `ip`; reads each delivery after `delay` (0 for a fast subscriber).
+    pub fn listen(ip: IpAddr, delay: Duration) -> Sink {
+        Sink::listen_on(SocketAddr::new(ip, 0), delay)
+    }
+
+    pub fn listen_on(addr: SocketAddr, delay: Duration) -> Sink {
+        let listener = TcpListener::bind(addr).expect("bind sink");
+        let addr = listener.local_addr().expect("addr");
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                // The slow client's whole behaviour: it takes its time before reading.
+                std::thread::sleep(delay);
+                let _ = stream.set_read_timeout(Some(WAIT));
+                let mut bytes = Vec::new();
+                if stream.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&bytes);
+                let marker = pair_value(&text, "state_list").unwrap_or_default();
+                log.lock().expect("sink log").push(marker);
+            }
+        });
+        Sink { addr, received }
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().expect("sink log").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("sink log").len()
+    }
+}
