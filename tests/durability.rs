@@ -463,9 +463,11 @@ fn concurrent_registrations(crnpd: &Crnpd, n: usize, threads: usize) -> (f64, f6
             });
         }
     });
+    // One scrape for both: cursor reports keep committing in the background.
+    let (_, text) = http(crnpd.http, "GET", "/metrics", None, None);
     (
-        crnpd.metric("crnp_registry_commit_batch_size_count", &[]),
-        crnpd.metric("crnp_registry_commit_batch_size_sum", &[]),
+        metric_sum(&text, "crnp_registry_commit_batch_size_count", &[]),
+        metric_sum(&text, "crnp_registry_commit_batch_size_sum", &[]),
     )
 }
 
