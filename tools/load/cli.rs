@@ -88,6 +88,14 @@ pub(crate) struct Cli {
     /// Seconds without a new delivery after which a phase stops waiting (the rest is missing).
     #[arg(long, default_value_t = 15.0)]
     pub(crate) drain_timeout: f64,
+    /// Kill -9 the crnpd of --crnpd after every N acknowledged events of the crnpd phase (after
+    /// a seeded delay of 0-200 ms) and restart it on the same data directory and ports; the
+    /// report gives the duplicates of each round. 0: never.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) crash_every: u64,
+    /// Seed of the delays before each kill of --crash-every.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) crash_seed: u64,
     /// Print the report as JSON on standard output (the table goes to standard error).
     #[arg(long)]
     pub(crate) json: bool,
@@ -151,6 +159,9 @@ impl Cli {
         }
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
             return Err("--rate must be a non-negative number".into());
+        }
+        if self.crash_every > 0 && (self.crnpd.is_none() || !self.mode.crnpd()) {
+            return Err("--crash-every needs --crnpd PATH (crnp-load restarts the crnpd it started) and a mode that measures crnpd".into());
         }
         if self.register_concurrency == 0 {
             return Err("--register-concurrency must be at least 1".into());

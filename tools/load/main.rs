@@ -6,6 +6,7 @@
 
 mod blaster;
 mod cli;
+mod crash;
 mod hostile;
 mod plan;
 mod plot;
@@ -81,6 +82,8 @@ async fn run(
             (None, true) => Some(external_target(cli).await?),
             (None, false) => None,
         };
+        let unregister = owned.is_none();
+        let owned = tokio::sync::Mutex::new(owned);
         let plan = Plan {
             tag: format!("{run_id}.{index}"),
             events: cli.events,
@@ -93,7 +96,8 @@ async fn run(
             plan,
             origin,
             target,
-            unregister: owned.is_none(),
+            owned: &owned,
+            unregister,
             nofile: nofile_limit,
         };
         let hostile = match target {
@@ -114,7 +118,7 @@ async fn run(
             Some(held) => Some(held.close().await),
             None => None,
         };
-        if let Some(server) = owned {
+        if let Some(server) = owned.into_inner() {
             server.stop().await;
         }
         let mut point = result.map_err(|e| (2, e.to_string()))?;

@@ -39,6 +39,8 @@ pub(crate) struct PointReport {
     pub(crate) fraction_of_limit: Option<f64>,
     /// The hostile load held through the run, when asked for.
     pub(crate) hostile: Option<HostileReport>,
+    /// The --crash-every rounds, in order (empty without crashes).
+    pub(crate) crash_rounds: Vec<CrashRound>,
 }
 
 /// Registrations.
@@ -107,6 +109,19 @@ pub(crate) struct CrnpdPhase {
     pub(crate) server_peak_rss_mib: Option<f64>,
 }
 
+/// One kill -9 and restart of `--crash-every`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct CrashRound {
+    /// Events acknowledged before the kill.
+    pub(crate) after_event: u64,
+    /// The seeded delay between that acknowledgement and the kill.
+    pub(crate) kill_delay_ms: u64,
+    /// From the kill until the new crnpd was ready.
+    pub(crate) restart_seconds: f64,
+    /// Duplicate deliveries that arrived from this kill until the next (or the end).
+    pub(crate) duplicates: u64,
+}
+
 /// The blaster phase.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct LimitPhase {
@@ -131,9 +146,14 @@ impl Report {
     pub(crate) fn is_clean(&self) -> bool {
         self.points.iter().all(|point| {
             point.crnpd.as_ref().is_none_or(|c| {
-                c.deliveries.counts.is_clean()
-                    && c.registrations.errors == 0
-                    && c.registrations.refused.is_empty()
+                let counts = &c.deliveries.counts;
+                // After a crash, duplicates are expected; missing or reordered events never.
+                let delivered = if point.crash_rounds.is_empty() {
+                    counts.is_clean()
+                } else {
+                    counts.missing == 0 && counts.reordered == 0 && counts.unexpected == 0
+                };
+                delivered && c.registrations.errors == 0 && c.registrations.refused.is_empty()
             })
         })
     }
@@ -261,6 +281,23 @@ fn notes(point: &PointReport) -> Vec<String> {
             ));
         }
         delivery_notes("crnpd", &c.deliveries, &mut notes);
+    }
+    if !point.crash_rounds.is_empty() {
+        let rounds: Vec<String> = point
+            .crash_rounds
+            .iter()
+            .map(|r| {
+                format!(
+                    "after event {} (+{} ms): {} duplicates, ready again in {:.2} s",
+                    r.after_event, r.kill_delay_ms, r.duplicates, r.restart_seconds
+                )
+            })
+            .collect();
+        notes.push(format!(
+            "{} kill -9 rounds: {}",
+            point.crash_rounds.len(),
+            rounds.join("; ")
+        ));
     }
     if let Some(l) = &point.limit {
         if l.send_errors > 0 {

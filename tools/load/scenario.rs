@@ -13,10 +13,13 @@ use tokio::task::JoinSet;
 
 use crate::blaster::{self, BlastPlan};
 use crate::cli::Cli;
+use crate::crash::Crashes;
 use crate::plan::{Plan, sink_addr};
 use crate::procstat::{TcpCounters, peak_rss_kib, process_cpu, thread_cpu, time_wait_sockets};
-use crate::report::{CrnpdPhase, Deliveries, LimitPhase, PointReport, Registrations};
-use crate::server::Target;
+use crate::report::{
+    CrashRound, CrnpdPhase, Deliveries, LimitPhase, PointReport, Registrations,
+};
+use crate::server::{OwnedServer, Target};
 use crate::sinks::{PhaseTally, Sinks};
 use crate::stats::{micros_per, rate};
 use crate::verify::Expectation;
@@ -42,6 +45,8 @@ pub(crate) struct Point<'a> {
     pub(crate) origin: Instant,
     /// The server, for the crnpd phase.
     pub(crate) target: Option<Target>,
+    /// The crnpd this tool started, which --crash-every kills and restarts.
+    pub(crate) owned: &'a tokio::sync::Mutex<Option<OwnedServer>>,
     /// Whether to unregister at the end (not needed when the server is thrown away).
     pub(crate) unregister: bool,
     /// The open-files limit in force.
@@ -83,7 +88,9 @@ pub(crate) async fn run(point: Point<'_>) -> Result<PointReport, PointError> {
     )
     .map_err(PointError::Sinks)?;
     if let Some(target) = point.target {
-        report.crnpd = Some(crnpd_phase(&point, &sinks, target).await);
+        let (phase, crashes) = crnpd_phase(&point, &sinks, target).await;
+        report.crnpd = Some(phase);
+        report.crash_rounds = crashes;
     }
     if cli.mode.limit() {
         report.limit = Some(limit_phase(&point, &sinks).await?);
@@ -98,10 +105,17 @@ pub(crate) async fn run(point: Point<'_>) -> Result<PointReport, PointError> {
     Ok(report)
 }
 
-/// Registers every subscriber, publishes, waits for the deliveries, unregisters.
-async fn crnpd_phase(point: &Point<'_>, sinks: &Sinks, target: Target) -> CrnpdPhase {
+/// Registers every subscriber, publishes (crashing crnpd as --crash-every says), waits for
+/// the deliveries, unregisters.
+async fn crnpd_phase(
+    point: &Point<'_>,
+    sinks: &Sinks,
+    target: Target,
+) -> (CrnpdPhase, Vec<CrashRound>) {
     let cli = point.cli;
     let mut phase = CrnpdPhase::default();
+    let mut crashes =
+        (cli.crash_every > 0).then(|| Crashes::new(point.owned, cli.crash_every, cli.crash_seed));
     let cpu = || target.pid.and_then(|pid| process_cpu(pid).ok());
 
     let cpu_start = cpu();
@@ -128,7 +142,7 @@ async fn crnpd_phase(point: &Point<'_>, sinks: &Sinks, target: Target) -> CrnpdP
     let own_cpu = thread_cpu();
     let kernel = TcpCounters::read();
     let bar = progress_bar(cli, "crnpd", sinks.progress().1);
-    let first_send_ns = publish_all(point, sinks, target.http, &mut phase).await;
+    let first_send_ns = publish_all(point, sinks, target.http, &mut phase, crashes.as_mut()).await;
     sinks
         .wait(seconds(cli.drain_timeout), |done, _| bar.set_position(done))
         .await;
@@ -157,7 +171,8 @@ async fn crnpd_phase(point: &Point<'_>, sinks: &Sinks, target: Target) -> CrnpdP
     if point.unregister {
         register_all(point, sinks.addrs(), target.listen, RegType::RemoveClient).await;
     }
-    phase
+    let rounds = crashes.map_or_else(Vec::new, |c| c.rounds(tally.counts.duplicate));
+    (phase, rounds)
 }
 
 /// Sends one registration of `reg_type` per subscriber, `--register-concurrency` at a time.
@@ -239,12 +254,14 @@ async fn register_all(
     (tally, accepted)
 }
 
-/// Publishes the point's events in batches, paced by `--rate`; returns when the first was sent.
+/// Publishes the point's events in batches, paced by `--rate`, crashing crnpd between two
+/// requests when `crashes` says so; returns when the first was sent.
 async fn publish_all(
     point: &Point<'_>,
     sinks: &Sinks,
     http: SocketAddr,
     phase: &mut CrnpdPhase,
+    mut crashes: Option<&mut Crashes<'_>>,
 ) -> u64 {
     let cli = point.cli;
     let plan = &point.plan;
@@ -296,6 +313,23 @@ async fn publish_all(
             }
         }
         seq = end;
+        if let Some(crashes) = crashes.as_deref_mut()
+            && crashes.due(seq, plan.events)
+        {
+            if let Err(e) = crashes.crash(sinks, seq).await {
+                phase.publish_errors += 1;
+                phase.first_publish_error.get_or_insert_with(|| e.to_string());
+                break;
+            }
+            match Publisher::connect(http, seconds(cli.timeout)).await {
+                Ok(again) => publisher = again,
+                Err(e) => {
+                    phase.publish_errors += 1;
+                    phase.first_publish_error.get_or_insert_with(|| e.to_string());
+                    break;
+                }
+            }
+        }
     }
     phase.publish_seconds = started.elapsed().as_secs_f64();
     phase.publish_per_sec = rate(seq, phase.publish_seconds);

@@ -29,10 +29,22 @@ pub(crate) struct Target {
 pub(crate) struct OwnedServer {
     /// Its addresses and pid.
     pub(crate) target: Target,
-    /// Its private data directory (removed on stop).
-    data_dir: PathBuf,
+    /// How it was started, to start it again after a crash.
+    launch: Launch,
     /// Fires when the process has exited.
     exited: oneshot::Receiver<std::io::Result<ExitStatus>>,
+}
+
+/// Everything needed to start the same crnpd again.
+struct Launch {
+    path: PathBuf,
+    extra: Vec<String>,
+    nofile: Option<u64>,
+    work_dir: PathBuf,
+    /// Its private data directory (removed on stop).
+    data_dir: PathBuf,
+    /// Processes started so far (each logs to its own file).
+    starts: usize,
 }
 
 /// Why a started crnpd is not usable.
@@ -69,31 +81,68 @@ impl OwnedServer {
         nofile: Option<u64>,
         work_dir: &Path,
     ) -> Result<Self, ServerError> {
-        let spawn_error = |source| ServerError::Spawn {
+        let launch = Launch {
+            path: path.to_owned(),
+            extra: extra.to_vec(),
+            nofile,
+            work_dir: work_dir.to_owned(),
+            data_dir: work_dir.join("data"),
+            starts: 0,
+        };
+        std::fs::create_dir_all(&launch.data_dir).map_err(|source| ServerError::Spawn {
             path: path.to_owned(),
             source,
+        })?;
+        Self::launch(launch, loopback_any_port(), loopback_any_port()).await
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and starts it again on the same data
+    /// directory and the same addresses; waits for its ready line.
+    pub(crate) async fn crash_and_restart(self) -> Result<Self, ServerError> {
+        let Self {
+            target,
+            launch,
+            mut exited,
+        } = self;
+        if let Some(pid) = target.pid.and_then(|pid| i32::try_from(pid).ok()) {
+            // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = tokio::time::timeout(STOP_TIMEOUT, &mut exited).await;
+        }
+        Self::launch(launch, target.listen, target.http).await
+    }
+
+    async fn launch(
+        mut launch: Launch,
+        listen: SocketAddr,
+        http: SocketAddr,
+    ) -> Result<Self, ServerError> {
+        let path = launch.path.clone();
+        let spawn_error = |source| ServerError::Spawn {
+            path: path.clone(),
+            source,
         };
-        let data_dir = work_dir.join("data");
-        std::fs::create_dir_all(&data_dir).map_err(spawn_error)?;
-        let log_path = work_dir.join("crnpd.log");
+        launch.starts += 1;
+        let log_path = match launch.starts {
+            1 => launch.work_dir.join("crnpd.log"),
+            n => launch.work_dir.join(format!("crnpd.{n}.log")),
+        };
         let log = std::fs::File::create(&log_path).map_err(spawn_error)?;
-        let mut command = Command::new(path);
-        if let Some(limit) = nofile {
+        let mut command = Command::new(&launch.path);
+        if let Some(limit) = launch.nofile {
             // SAFETY: the hook only makes the setrlimit system call, which is safe after fork.
             unsafe {
                 command.pre_exec(move || crnp::budget::set_descriptor_limit(limit));
             }
         }
         let mut child = command
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(&data_dir)
-            .args(extra)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--http")
+            .arg(http.to_string())
+            .arg("--data-dir")
+            .arg(&launch.data_dir)
+            .args(&launch.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -114,11 +163,11 @@ impl OwnedServer {
                 http: unspecified(),
                 pid: Some(pid),
             },
-            data_dir,
+            launch,
             exited,
         };
         let not_ready = |reason: String| ServerError::NotReady {
-            path: path.to_owned(),
+            path: path.clone(),
             reason,
             log: log_path.display().to_string(),
         };
@@ -153,8 +202,13 @@ impl OwnedServer {
                 let _ = tokio::time::timeout(STOP_TIMEOUT, &mut self.exited).await;
             }
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_dir_all(&self.launch.data_dir);
     }
+}
+
+/// 127.0.0.1:0: the kernel picks the port at the first start.
+fn loopback_any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// 0.0.0.0:0, until the ready line names the real addresses.
