@@ -414,6 +414,44 @@ fn the_log_is_readable_over_http_and_a_client_can_be_replayed_from_it() {
     );
     wait_until(WAIT, "the replayed events", || sink.count() == 5);
     assert_eq!(sink.received(), ["A0", "A2", "A3", "A2", "A3"]);
+
+    // The same through the command line.
+    let crnp = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_crnp"))
+            .args(args)
+            .args(["--http", &crnpd.http.to_string()])
+            .output()
+            .expect("run crnp");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, listed) = crnp(&["events", "--after", "0", "--limit", "2"]);
+    assert_eq!(code, Some(0));
+    let entries: Vec<&str> = listed.split_terminator("\n\n").collect();
+    assert_eq!(entries.len(), 2, "{listed}");
+    assert!(
+        entries[0].starts_with("seq 1\n<?xml") && entries[0].contains("B1"),
+        "{listed}"
+    );
+    assert!(
+        entries[1].starts_with("seq 2\n<?xml") && entries[1].contains("A2"),
+        "{listed}"
+    );
+    let client = sink.addr.to_string();
+    let (code, _) = crnp(&["replay", &client, "--after", "2"]);
+    assert_eq!(code, Some(1), "refused without the token");
+    let (code, said) = crnp(&["replay", &client, "--after", "2", "--admin-token", "sesame"]);
+    assert_eq!(
+        (code, said.trim()),
+        (Some(0), format!("1 events queued for {client}").as_str())
+    );
+    wait_until(WAIT, "the event replayed from the command line", || {
+        sink.count() == 6
+    });
+    assert_eq!(sink.received()[5], "A3");
+
     let unknown = format!("/v1/clients/{}/replay", SocketAddr::new(ip, 1));
     let (status, _) = http(crnpd.http, "POST", &unknown, None, Some("sesame"));
     assert_eq!(status, 404);

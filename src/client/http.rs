@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
@@ -33,6 +33,8 @@ pub struct HttpEndpoint {
     pub addr: SocketAddr,
     /// The TLS client, verifying the server's certificate for `addr`'s IP.
     tls: Option<TlsConnector>,
+    /// The admin token, sent as `Authorization: Bearer` with every request.
+    token: Option<String>,
 }
 
 impl std::fmt::Debug for HttpEndpoint {
@@ -40,17 +42,28 @@ impl std::fmt::Debug for HttpEndpoint {
         f.debug_struct("HttpEndpoint")
             .field("addr", &self.addr)
             .field("tls", &self.tls.is_some())
+            .field("token", &self.token.is_some())
             .finish()
     }
 }
 
 impl From<SocketAddr> for HttpEndpoint {
     fn from(addr: SocketAddr) -> Self {
-        HttpEndpoint { addr, tls: None }
+        HttpEndpoint {
+            addr,
+            tls: None,
+            token: None,
+        }
     }
 }
 
 impl HttpEndpoint {
+    /// The same endpoint, sending `token` as the admin token (the calls that change state
+    /// need it when crnpd has one).
+    pub fn with_token(self, token: Option<String>) -> Self {
+        HttpEndpoint { token, ..self }
+    }
+
     /// HTTPS to `addr`, trusting the certificate authorities in the PEM file `ca_file` (the
     /// server's certificate must name `addr`'s IP); plain HTTP without a file.
     pub fn new(addr: SocketAddr, ca_file: Option<&Path>) -> Result<Self, ClientError> {
@@ -79,6 +92,7 @@ impl HttpEndpoint {
         Ok(HttpEndpoint {
             addr,
             tls: Some(TlsConnector::from(Arc::new(config))),
+            token: None,
         })
     }
 }
@@ -260,6 +274,11 @@ impl Publisher {
             if let Ok(host) = addr.to_string().parse() {
                 request.headers_mut().insert(HOST, host);
             }
+            if let Some(token) = &self.endpoint.token
+                && let Ok(value) = format!("Bearer {token}").parse()
+            {
+                request.headers_mut().insert(AUTHORIZATION, value);
+            }
             if let Some((content_type, bytes)) = body {
                 request.headers_mut().insert(
                     CONTENT_TYPE,
@@ -329,6 +348,83 @@ pub async fn delete_client(
             })?;
     let (status, body) = conn.request(Method::DELETE, path, None).await?;
     expect_success(http, status, body).map(drop)
+}
+
+/// A page of crnpd's retained event log (`GET /v1/events`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct LogPage {
+    /// The first retained sequence number, `None` when the log is empty.
+    pub oldest: Option<u64>,
+    /// The sequence number the next event will get.
+    pub next_seq: u64,
+    /// The entries, in sequence order.
+    pub events: Vec<LogEntry>,
+}
+
+/// One retained event.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct LogEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The SC_EVENT document exactly as subscribers receive it.
+    pub sc_event: String,
+}
+
+/// Reads up to `limit` retained log entries after `after` (from the oldest without it).
+pub async fn events(
+    http: impl Into<HttpEndpoint>,
+    after: Option<u64>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<LogPage, ClientError> {
+    let mut conn = Publisher::connect(http, timeout).await?;
+    let http = conn.addr;
+    let query = match after {
+        Some(after) => format!("/v1/events?after={after}&limit={limit}"),
+        None => format!("/v1/events?limit={limit}"),
+    };
+    let path: Uri = query.parse().map_err(|e| ClientError::BadResponse {
+        addr: http,
+        reason: format!("log query: {e}"),
+    })?;
+    let (status, body) = conn.request(Method::GET, path, None).await?;
+    let body = expect_success(http, status, body)?;
+    serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+        addr: http,
+        reason: format!("log page: {e}"),
+    })
+}
+
+/// Queues a client's retained events after `after` again
+/// (`POST /v1/clients/IP:PORT/replay`); returns how many were queued.
+pub async fn replay(
+    http: impl Into<HttpEndpoint>,
+    client: SocketAddr,
+    after: Option<u64>,
+    timeout: Duration,
+) -> Result<u64, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Queued {
+        queued: u64,
+    }
+    let mut conn = Publisher::connect(http, timeout).await?;
+    let http = conn.addr;
+    let encoded = client.to_string().replace('[', "%5B").replace(']', "%5D");
+    let query = match after {
+        Some(after) => format!("/v1/clients/{encoded}/replay?after={after}"),
+        None => format!("/v1/clients/{encoded}/replay"),
+    };
+    let path: Uri = query.parse().map_err(|e| ClientError::BadResponse {
+        addr: http,
+        reason: format!("client address {client}: {e}"),
+    })?;
+    let (status, body) = conn.request(Method::POST, path, None).await?;
+    let body = expect_success(http, status, body)?;
+    let queued: Queued = serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
+        addr: http,
+        reason: format!("replay answer: {e}"),
+    })?;
+    Ok(queued.queued)
 }
 
 /// Asks `GET /readyz`: `Ok(true)` iff the server answered 200.

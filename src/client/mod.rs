@@ -19,6 +19,9 @@ mod register;
 
 pub use callback::{CallbackListener, ReceivedEvent, read_event};
 pub use error::ClientError;
-pub use http::{ClientInfo, HttpEndpoint, Publisher, clients, delete_client, publish, ready};
+pub use http::{
+    ClientInfo, HttpEndpoint, LogEntry, LogPage, Publisher, clients, delete_client, events,
+    publish, ready, replay,
+};
 pub use net::{connect_from, within};
 pub use register::register;

@@ -14,6 +14,8 @@
 //! and a row is dropped only once the floor has reached it. A report about a client whose
 //! latest registration the core has not applied yet (its stamp) changes nothing of that client.
 
+use std::collections::BTreeMap;
+
 use hashbrown::{HashMap, HashSet};
 
 use super::record::ClientId;
@@ -79,6 +81,8 @@ struct Row {
 pub(crate) struct Cursors {
     floor: u64,
     rows: HashMap<ClientId, Row>,
+    /// How many rows have each `from`: the lowest cursor without a scan.
+    froms: BTreeMap<u64, usize>,
     positions: Vec<Option<u64>>,
     /// Each core's command count in its last report.
     received: Vec<u64>,
@@ -93,23 +97,21 @@ pub(crate) struct Cursors {
 impl Cursors {
     /// The table as stored: `floor` and the rows.
     pub(crate) fn restore(floor: u64, rows: impl IntoIterator<Item = (ClientId, Resume)>) -> Self {
-        Cursors {
+        let mut cursors = Cursors {
             floor,
-            rows: rows
-                .into_iter()
-                .map(|(id, resume)| {
-                    (
-                        id,
-                        Row {
-                            resume,
-                            sent: None,
-                            lagging: false,
-                        },
-                    )
-                })
-                .collect(),
             ..Cursors::default()
+        };
+        for (id, resume) in rows {
+            cursors.put(
+                id,
+                Some(Row {
+                    resume,
+                    sent: None,
+                    lagging: false,
+                }),
+            );
         }
+        cursors
     }
 
     /// The floor: clients without a row have everything owed below it.
@@ -130,10 +132,10 @@ impl Cursors {
 
     /// The lowest cursor of all: log entries below it are owed to nobody.
     pub(crate) fn keep_from(&self) -> u64 {
-        self.rows
-            .values()
-            .map(|row| row.resume.from)
-            .fold(self.floor, u64::min)
+        self.froms
+            .keys()
+            .next()
+            .map_or(self.floor, |lowest| self.floor.min(*lowest))
     }
 
     /// Clients with a row.
@@ -141,7 +143,17 @@ impl Cursors {
         self.rows.iter().map(|(id, row)| (*id, row.resume))
     }
 
-    /// Sets `id`'s cursor outright (a new registration, a restart's recovery).
+    /// A new registration of `id` at `from` (the next sequence number): it is owed nothing
+    /// before. At the floor with no replay pending it needs no row of its own.
+    pub(crate) fn registered(&mut self, id: ClientId, resume: Resume) {
+        if resume.from == self.floor && !resume.states_pending {
+            self.remove(id);
+        } else {
+            self.set(id, resume);
+        }
+    }
+
+    /// Sets `id`'s cursor outright (a restart's recovery, a registration ahead of the floor).
     pub(crate) fn set(&mut self, id: ClientId, resume: Resume) {
         self.write(
             id,
@@ -275,6 +287,14 @@ impl Cursors {
     /// Clients whose cursor is below `oldest` and were not reported before: the log no longer
     /// holds everything they are owed.
     pub(crate) fn newly_behind(&mut self, oldest: u64) -> Vec<ClientId> {
+        if self
+            .froms
+            .keys()
+            .next()
+            .is_none_or(|lowest| *lowest >= oldest)
+        {
+            return Vec::new();
+        }
         let behind: Vec<ClientId> = self
             .rows
             .iter()
@@ -306,10 +326,7 @@ impl Cursors {
     /// changed, and write those keys again next time.
     pub(crate) fn rollback(&mut self) {
         for (id, old) in std::mem::take(&mut self.undo) {
-            match old {
-                Some(row) => self.rows.insert(id, row),
-                None => self.rows.remove(&id),
-            };
+            self.put(id, old);
             self.dirty.insert(id);
         }
         if let Some(floor) = self.undo_floor.take() {
@@ -319,14 +336,29 @@ impl Cursors {
     }
 
     fn write(&mut self, id: ClientId, row: Option<Row>) {
-        if !self.undo.contains_key(&id) {
-            self.undo.insert(id, self.rows.get(&id).copied());
+        let old = self.put(id, row);
+        self.undo.entry(id).or_insert(old);
+        self.dirty.insert(id);
+    }
+
+    /// Sets or removes `id`'s row, keeping [`Cursors::froms`] in step; returns the old row.
+    fn put(&mut self, id: ClientId, row: Option<Row>) -> Option<Row> {
+        if let Some(row) = &row {
+            *self.froms.entry(row.resume.from).or_default() += 1;
         }
-        match row {
+        let old = match row {
             Some(row) => self.rows.insert(id, row),
             None => self.rows.remove(&id),
         };
-        self.dirty.insert(id);
+        if let Some(old) = &old
+            && let Some(count) = self.froms.get_mut(&old.resume.from)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.froms.remove(&old.resume.from);
+            }
+        }
+        old
     }
 }
 

@@ -303,7 +303,7 @@ impl Registry {
                 self.check_type_count(types.len())?;
                 let replay = self.latest_for(&types);
                 // A new registration is owed nothing published before it.
-                self.cursors.set(
+                self.cursors.registered(
                     id,
                     Resume {
                         from: self.next_seq,

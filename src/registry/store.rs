@@ -510,8 +510,9 @@ impl Store {
             if !dirty.cursors.is_empty() {
                 let mut cursors = txn.open_table(CURSORS).map_err(|e| self.io(e))?;
                 // A client gone in this commit lost its row with it.
-                let slot_of = |id: &ClientId| match moved.iter().find(|(m, _)| m == id) {
-                    Some((_, slot)) => *slot,
+                let changed: HashMap<ClientId, Option<u64>> = moved.iter().copied().collect();
+                let slot_of = |id: &ClientId| match changed.get(id) {
+                    Some(slot) => *slot,
                     None => self.slots.get(id).copied(),
                 };
                 for (id, resume) in &dirty.cursors {

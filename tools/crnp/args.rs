@@ -29,6 +29,41 @@ pub(crate) enum Command {
     Remove(RemoveArgs),
     /// Exit 0 iff the server is ready (GET /readyz answers 200).
     Health(HealthArgs),
+    /// Print the retained event log: every acknowledged event some subscriber may still need.
+    Events(EventsArgs),
+    /// Deliver a client's retained events to it again, in order, behind what it has queued.
+    Replay(ReplayArgs),
+}
+
+/// `crnp events`.
+#[derive(Debug, Args)]
+pub(crate) struct EventsArgs {
+    /// Where crnpd's HTTP API is.
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// Only entries after this sequence number (from the oldest retained without it).
+    #[arg(long)]
+    pub(crate) after: Option<u64>,
+    /// Entries at most (1-10000).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
+    /// Print the page as JSON instead of each entry as a `seq N` line, its SC_EVENT document
+    /// and an empty line.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `crnp replay`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Where crnpd's HTTP API is.
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+    /// The client's callback address, IP:PORT.
+    pub(crate) client: SocketAddr,
+    /// Only events after this sequence number (every retained one without it).
+    #[arg(long)]
+    pub(crate) after: Option<u64>,
 }
 
 /// Where crnpd's HTTP API is, and how long to wait for it.
@@ -44,12 +79,17 @@ pub(crate) struct HttpArgs {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) timeout: f64,
+    /// The admin token, for the calls that change state (publish, remove, replay) when crnpd
+    /// has one.
+    #[arg(long, env = "CRNP_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
 }
 
 impl HttpArgs {
     /// The HTTP API these arguments name.
     pub(crate) fn endpoint(&self) -> Result<HttpEndpoint, ClientError> {
-        HttpEndpoint::new(self.http, self.cacert.as_deref())
+        Ok(HttpEndpoint::new(self.http, self.cacert.as_deref())?
+            .with_token(self.admin_token.clone()))
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod admin;
 mod args;
+mod log;
 mod publish;
 mod subscribe;
 
@@ -47,6 +48,8 @@ async fn main() -> ExitCode {
         Command::Clients(args) => admin::clients(args).await,
         Command::Remove(args) => admin::remove(args).await,
         Command::Health(args) => admin::health(args).await,
+        Command::Events(args) => log::events(args).await,
+        Command::Replay(args) => log::replay(args).await,
     };
     ExitCode::from(outcome as u8)
 }

@@ -16,9 +16,7 @@ use crate::cli::Cli;
 use crate::crash::Crashes;
 use crate::plan::{Plan, sink_addr};
 use crate::procstat::{TcpCounters, peak_rss_kib, process_cpu, thread_cpu, time_wait_sockets};
-use crate::report::{
-    CrashRound, CrnpdPhase, Deliveries, LimitPhase, PointReport, Registrations,
-};
+use crate::report::{CrashRound, CrnpdPhase, Deliveries, LimitPhase, PointReport, Registrations};
 use crate::server::{OwnedServer, Target};
 use crate::sinks::{PhaseTally, Sinks};
 use crate::stats::{micros_per, rate};
@@ -318,14 +316,18 @@ async fn publish_all(
         {
             if let Err(e) = crashes.crash(sinks, seq).await {
                 phase.publish_errors += 1;
-                phase.first_publish_error.get_or_insert_with(|| e.to_string());
+                phase
+                    .first_publish_error
+                    .get_or_insert_with(|| e.to_string());
                 break;
             }
             match Publisher::connect(http, seconds(cli.timeout)).await {
                 Ok(again) => publisher = again,
                 Err(e) => {
                     phase.publish_errors += 1;
-                    phase.first_publish_error.get_or_insert_with(|| e.to_string());
+                    phase
+                        .first_publish_error
+                        .get_or_insert_with(|| e.to_string());
                     break;
                 }
             }
