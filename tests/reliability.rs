@@ -265,6 +265,7 @@ fn three_thousand_healthy_subscribers_under_a_small_descriptor_limit_get_every_e
 fn a_replay_longer_than_the_queue_bound_never_removes_the_client_and_the_table_is_bounded() {
     let temp = tempfile::tempdir().expect("tempdir");
     let data = temp.path().join("data");
+    // A failed attempt is tried again only 5 minutes later.
     let args = [
         "--max-queue-depth",
         "10",
@@ -273,7 +274,7 @@ fn a_replay_longer_than_the_queue_bound_never_removes_the_client_and_the_table_i
         "--client-retry-count",
         "2",
         "--client-retry-interval",
-        "0.2",
+        "600",
         "--client-timeout",
         "2",
     ];
@@ -304,16 +305,33 @@ fn a_replay_longer_than_the_queue_bound_never_removes_the_client_and_the_table_i
         expected,
         "every latest state, oldest first"
     );
-    assert_eq!(crnpd.client_count(), 1);
+    // A second client is not listening yet: its replay waits for the retry when crnpd stops.
+    let late_addr = SocketAddr::new(ip(84), dead_port(ip(84)));
+    assert_eq!(
+        crnpd.register(
+            late_addr.ip(),
+            &reg("ADD_CLIENT", late_addr.port(), &class_wide)
+        ),
+        "OK"
+    );
+    crnpd.wait_metric("crnp_delivery_attempts_total", &["result=\"error\""], |v| {
+        v >= 1.0
+    });
+    assert_eq!(crnpd.client_count(), 2);
 
     assert!(crnpd.terminate().success());
+    let late = Subscriber::listen_on(late_addr);
     let crnpd = Crnpd::start_in(&data, temp.path(), &args);
     assert_eq!(
-        names(sub.take(25)),
+        names(late.take(25)),
         expected,
-        "the restart resync delivers them again"
+        "the restart resyncs the replay that was not delivered"
     );
-    assert_eq!(crnpd.client_count(), 1);
+    assert!(
+        sub.nothing_yet(),
+        "the client that had its replay gets nothing again"
+    );
+    assert_eq!(crnpd.client_count(), 2);
     assert_eq!(crnpd.metric("crnp_clients_removed_total", &[]), 0.0);
 }
 
