@@ -29,7 +29,10 @@ use crnp::delivery::{
     AttemptError, Effect, FailureCause, Item, Next, RetryPolicy, Settled, Shard, Shortage,
 };
 use crnp::protocol::{CallbackReg, Event, EventType, NvPair, RegType};
-use crnp::registry::{Change, ClientId, Registry, RegistryLimits, RemovalReason, matches};
+use crnp::registry::{
+    Change, ClientId, Dispatched, Recovery, Registry, RegistryLimits, RemovalReason, StoredCursors,
+    matches,
+};
 use proptest::prelude::*;
 
 const SHARDS: usize = 3;
@@ -877,4 +880,100 @@ fn a_latest_state_dropped_by_a_type_change_is_owed_again_when_the_type_returns()
         Some(Next::Deliver(item)) => assert_eq!(item.seq, published.seq),
         other => panic!("expected the latest state, got {other:?}"),
     }
+}
+
+fn r_event(name: &str, state: &str) -> Event {
+    Event {
+        class: "EC_Cluster".into(),
+        subclass: "ESC_cluster_r_state".into(),
+        vendor: "SUNW".into(),
+        publisher: "rgm".into(),
+        nvpairs: vec![
+            NvPair::scalar("r_name", name),
+            NvPair::scalar("state_list", state),
+        ],
+    }
+}
+
+/// The registry as its store holds it after a commit: what a restart reads.
+fn restored(registry: &mut Registry) -> Registry {
+    registry.take_dirty();
+    registry.committed();
+    Registry::restore(
+        LIMITS,
+        registry.clients().cloned().collect(),
+        registry.latest().cloned().collect(),
+        registry.next_seq(),
+        StoredCursors {
+            floor: Some(registry.cursor_floor()),
+            rows: registry.cursor_rows().collect(),
+        },
+    )
+}
+
+fn seqs(items: &[Item]) -> Vec<u64> {
+    items.iter().map(|e| e.seq).collect()
+}
+
+/// Found by the simulation (seed 10, before the fix): an ADD_CLIENT that replaces a
+/// registration with a backlog set the cursor to the next sequence number, while the core kept
+/// the queued events the new types still match. A crash before the core's next report lost
+/// them.
+#[test]
+fn a_replacing_add_client_keeps_the_cursor_of_the_backlog_it_still_matches() {
+    let now = Instant::now();
+    let id = clients()[0];
+    let reg = |reg_type, events| CallbackReg {
+        port: id.port,
+        reg_type,
+        events,
+    };
+    let mut registry = Registry::new(LIMITS);
+    let mut shard = Shard::new(0, POLICY);
+    let change = registry
+        .register(
+            id.ip,
+            &reg(RegType::AddClient, vec![EventType::r_state("a")]),
+            0,
+        )
+        .expect("applied");
+    shard.apply(change);
+    registry.dispatched(id, Dispatched { core: 0, stamp: 1 });
+    let log: Vec<Item> = ["ONLINE", "OFFLINE"]
+        .map(|state| registry.publish(r_event("a", state), now))
+        .into();
+    for event in &log {
+        shard.publish(event);
+    }
+    let report = shard.cursor_report().expect("moved");
+    registry.apply_cursor_report(&report, 1);
+    assert_eq!(registry.resume(id).from, 0, "both events queued");
+    let change = registry
+        .register(
+            id.ip,
+            &reg(
+                RegType::AddClient,
+                vec![EventType::r_state("a"), EventType::membership()],
+            ),
+            0,
+        )
+        .expect("applied");
+    shard.apply(change);
+    registry.dispatched(id, Dispatched { core: 0, stamp: 4 });
+    assert_eq!(
+        shard.queued(),
+        2,
+        "the backlog stays (its last event is the latest state)"
+    );
+    // kill -9 before the core reports again.
+    let restarted = restored(&mut registry);
+    let recovery = Recovery::plan(&restarted, &log, 0);
+    let [recovered] = recovery.clients.as_slice() else {
+        panic!("one client");
+    };
+    assert_eq!(
+        seqs(&recovered.backlog),
+        [0, 1],
+        "the backlog is owed still"
+    );
 }

@@ -302,14 +302,20 @@ impl Registry {
                 }
                 self.check_type_count(types.len())?;
                 let replay = self.latest_for(&types);
-                // A new registration is owed nothing published before it.
-                self.cursors.registered(
-                    id,
-                    Resume {
-                        from: self.next_seq,
-                        states_pending: !replay.is_empty(),
-                    },
-                );
+                if !self.clients.contains_key(&id) {
+                    // A new registration is owed nothing published before it.
+                    self.cursors.registered(
+                        id,
+                        Resume {
+                            from: self.next_seq,
+                            states_pending: !replay.is_empty(),
+                        },
+                    );
+                } else if !replay.is_empty() {
+                    // A replacement keeps its cursor: the core keeps the queued events the new
+                    // types still match, and they are owed until delivered.
+                    self.cursors.states_queued(id);
+                }
                 let record = ClientRecord {
                     id,
                     types: self.intern(types),
