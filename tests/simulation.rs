@@ -30,8 +30,8 @@ use crnp::delivery::{
 };
 use crnp::protocol::{CallbackReg, Event, EventType, NvPair, RegType};
 use crnp::registry::{
-    Change, ClientId, Dispatched, Recovery, Registry, RegistryLimits, RemovalReason, StoredCursors,
-    matches,
+    Change, ClientId, Dispatched, Recovery, Registry, RegistryLimits, RemovalReason, Resume,
+    StoredCursors, matches,
 };
 use proptest::prelude::*;
 
@@ -976,4 +976,78 @@ fn a_replacing_add_client_keeps_the_cursor_of_the_backlog_it_still_matches() {
         [0, 1],
         "the backlog is owed still"
     );
+}
+
+/// Found by the simulation (seeds 16 and 15719288611042511633, before the fix): a core that has
+/// matched no event since a restart reports no position. Its clients with only a latest-state
+/// run queued were reported from 0, which moved their cursors back to before their
+/// registration (the next restart sent them the whole log); its caught-up clients kept the
+/// cursor the restart gave them (a clean restart delivered their recovered backlog again).
+#[test]
+fn a_core_that_matched_no_event_since_a_restart_reports_cursors_where_the_recovery_left_them() {
+    let now = Instant::now();
+    let (first, second) = (clients()[0], clients()[1]);
+    let reg = |id: ClientId| CallbackReg {
+        port: id.port,
+        reg_type: RegType::AddClient,
+        events: vec![EventType::r_state("a")],
+    };
+    let mut registry = Registry::new(LIMITS);
+    registry
+        .register(first.ip, &reg(first), 0)
+        .expect("applied");
+    let log = vec![registry.publish(r_event("a", "ONLINE"), now)];
+    // The first client's core never reported: after a restart it is owed the event.
+    let mut registry = restored(&mut registry);
+    let recovery = Recovery::plan(&registry, &log, 0);
+    let mut shard = Shard::new(0, POLICY);
+    for recovered in recovery.clients {
+        registry.set_resume(recovered.record.id, recovered.resume);
+        shard.apply(Change::Upsert {
+            record: recovered.record,
+            replay: recovered.replay,
+            backlog: recovered.backlog,
+        });
+        registry.dispatched(first, Dispatched { core: 0, stamp: 1 });
+    }
+    // A new registration gets the latest state, as a run the cursor does not cover.
+    let change = registry
+        .register(second.ip, &reg(second), 0)
+        .expect("applied");
+    let Change::Upsert { replay, .. } = &change else {
+        panic!("an upsert");
+    };
+    assert_eq!(seqs(replay), [0]);
+    shard.apply(change);
+    registry.dispatched(second, Dispatched { core: 0, stamp: 2 });
+    let Some(Next::Deliver(item)) = shard.next(first, 0, now) else {
+        panic!("the recovered event is delivered");
+    };
+    assert_eq!(item.seq, 0);
+    shard.finished(first, 0, Ok(()), now);
+    let report = shard.cursor_report().expect("moved");
+    assert_eq!(report.position, None, "no event since the restart");
+    registry.apply_cursor_report(&report, 1);
+    assert_eq!(
+        registry.resume(first).from,
+        1,
+        "caught up: it has the recovered event"
+    );
+    assert_eq!(
+        registry.resume(second),
+        Resume {
+            from: 1,
+            states_pending: true
+        },
+        "owed nothing from before its registration"
+    );
+    let again = restored(&mut registry);
+    let recovery = Recovery::plan(&again, &log, 0);
+    for recovered in &recovery.clients {
+        assert!(
+            recovered.backlog.is_empty(),
+            "{}: the log again",
+            recovered.record.id
+        );
+    }
 }

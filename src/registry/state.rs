@@ -171,9 +171,10 @@ impl Registry {
         next_seq: u64,
         cursors: StoredCursors,
     ) -> Self {
+        let start = latest.iter().map(|e| e.seq + 1).fold(next_seq, u64::max);
         let mut registry = Registry {
             next_seq,
-            cursors: Cursors::restore(cursors.floor.unwrap_or(next_seq), cursors.rows),
+            cursors: Cursors::restore(cursors.floor.unwrap_or(next_seq), start, cursors.rows),
             ..Registry::new(limits)
         };
         for mut record in clients {
