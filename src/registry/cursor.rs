@@ -80,6 +80,9 @@ struct Row {
 #[derive(Debug, Default)]
 pub(crate) struct Cursors {
     floor: u64,
+    /// The next sequence number when the registry started: the recovery handed every client
+    /// what it was owed below it, so a core that has matched no event since stands there.
+    start: u64,
     rows: HashMap<ClientId, Row>,
     /// How many rows have each `from`: the lowest cursor without a scan.
     froms: BTreeMap<u64, usize>,
@@ -95,10 +98,15 @@ pub(crate) struct Cursors {
 }
 
 impl Cursors {
-    /// The table as stored: `floor` and the rows.
-    pub(crate) fn restore(floor: u64, rows: impl IntoIterator<Item = (ClientId, Resume)>) -> Self {
+    /// The table as stored: `floor` and the rows; `start` is the next sequence number.
+    pub(crate) fn restore(
+        floor: u64,
+        start: u64,
+        rows: impl IntoIterator<Item = (ClientId, Resume)>,
+    ) -> Self {
         let mut cursors = Cursors {
             floor,
+            start,
             ..Cursors::default()
         };
         for (id, resume) in rows {
@@ -207,7 +215,9 @@ impl Cursors {
         if let Some(received) = self.received.get_mut(k) {
             *received = (*received).max(report.received);
         }
-        if let (Some(slot), Some(position)) = (self.positions.get_mut(k), report.position) {
+        // A core that has matched no event since the start is where the recovery left it.
+        let position = report.position.unwrap_or(self.start);
+        if let Some(slot) = self.positions.get_mut(k) {
             *slot = Some(slot.map_or(position, |p| p.max(position)));
         }
         let received = &self.received;
@@ -223,9 +233,15 @@ impl Cursors {
             if !current(lagging.id, lagging.generation) || old.is_some_and(|row| !covered(row)) {
                 continue;
             }
+            // A cursor only moves forward: a core that has matched no event since it started
+            // cannot say how far its clients got, and reports them from 0.
+            let from = old.map_or(self.floor, |row| row.resume.from);
             // A row the report creates is the report's own: later reports of this core cover it.
             let row = Row {
-                resume: lagging.resume,
+                resume: Resume {
+                    from: lagging.resume.from.max(from),
+                    ..lagging.resume
+                },
                 sent: old
                     .and_then(|row| row.sent)
                     .or(Some(Dispatched { core: k, stamp: 0 })),
@@ -399,7 +415,7 @@ mod tests {
 
     #[test]
     fn the_floor_is_the_lowest_core_position_and_rows_go_once_it_passes_them() {
-        let mut cursors = Cursors::restore(0, []);
+        let mut cursors = Cursors::restore(0, 0, []);
         cursors.apply(&report(0, 5, 10, &[(client(1), 4)]), 2, |_, _| true);
         assert_eq!(cursors.floor(), 0, "core 1 has not reported");
         assert_eq!(cursors.resume(client(1)).from, 4);
@@ -420,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_report_before_the_core_applied_a_registration_leaves_its_row() {
-        let mut cursors = Cursors::restore(0, []);
+        let mut cursors = Cursors::restore(0, 0, []);
         cursors.set(
             client(1),
             Resume {
@@ -446,6 +462,7 @@ mod tests {
     fn a_rollback_restores_rows_and_floor() {
         let mut cursors = Cursors::restore(
             5,
+            0,
             [(
                 client(1),
                 Resume {

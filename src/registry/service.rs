@@ -568,9 +568,13 @@ impl<D: Dispatcher> Service<D> {
                     let _ = reply.send(Ok(seqs));
                 }
                 Done::Removed { change, reason } => {
-                    if let Some(Change::Remove(id)) = &change {
+                    if let Some(change @ Change::Remove(id)) = change {
                         tracing::info!(client = %id, %reason, "client removed");
                         telemetry::client_removed(reason);
+                        // The core dropped the client already, but a change of its types sent
+                        // before this removal may have put it back there since: remove it
+                        // there too (a no-op otherwise).
+                        self.dispatcher.client_changed(change);
                     }
                 }
                 Done::Deleted { reply, change } => {

@@ -171,9 +171,10 @@ impl Registry {
         next_seq: u64,
         cursors: StoredCursors,
     ) -> Self {
+        let start = latest.iter().map(|e| e.seq + 1).fold(next_seq, u64::max);
         let mut registry = Registry {
             next_seq,
-            cursors: Cursors::restore(cursors.floor.unwrap_or(next_seq), cursors.rows),
+            cursors: Cursors::restore(cursors.floor.unwrap_or(next_seq), start, cursors.rows),
             ..Registry::new(limits)
         };
         for mut record in clients {
@@ -302,14 +303,20 @@ impl Registry {
                 }
                 self.check_type_count(types.len())?;
                 let replay = self.latest_for(&types);
-                // A new registration is owed nothing published before it.
-                self.cursors.registered(
-                    id,
-                    Resume {
-                        from: self.next_seq,
-                        states_pending: !replay.is_empty(),
-                    },
-                );
+                if !self.clients.contains_key(&id) {
+                    // A new registration is owed nothing published before it.
+                    self.cursors.registered(
+                        id,
+                        Resume {
+                            from: self.next_seq,
+                            states_pending: !replay.is_empty(),
+                        },
+                    );
+                } else if !replay.is_empty() {
+                    // A replacement keeps its cursor: the core keeps the queued events the new
+                    // types still match, and they are owed until delivered.
+                    self.cursors.states_queued(id);
+                }
                 let record = ClientRecord {
                     id,
                     types: self.intern(types),
