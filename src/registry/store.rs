@@ -39,6 +39,10 @@ const CURSOR_FLOOR: &str = "cursor_floor";
 /// Log entries one commit deletes at most beyond twice what it appends, so that retention
 /// work per commit stays bounded.
 const TRIM_STEP: usize = 4096;
+/// Entries every cursor has passed that wait for a commit to delete them together: deleting
+/// a run of them at once rewrites far fewer pages than a few in every commit. Entries over a
+/// retention bound go at once.
+const TRIM_MIN: u64 = 512;
 /// redb's page cache. The registry is read once at start-up and then only written, so a
 /// small cache keeps idle memory per registered client low without slowing commits.
 const STORE_CACHE_BYTES: usize = 4 << 20;
@@ -604,24 +608,42 @@ impl Store {
             stats.entries += 1;
             stats.bytes += event.bytes.len() as u64;
         }
-        let mut budget = TRIM_STEP + 2 * dirty.appended.len();
-        while budget > 0
-            && let Some(oldest) = stats.oldest
-            && (oldest < dirty.keep_from
-                || stats.entries > self.retention.max_events
-                || stats.bytes > self.retention.max_bytes)
-        {
-            budget -= 1;
-            let Some((_, bytes)) = log.pop_first().map_err(|e| self.io(e))? else {
+        let Some(oldest) = stats.oldest else {
+            return Ok(stats);
+        };
+        let over_bounds = |stats: &LogStats| {
+            stats.entries > self.retention.max_events || stats.bytes > self.retention.max_bytes
+        };
+        // Sequence numbers in the log are contiguous, so this many entries every cursor passed.
+        let passed = dirty.keep_from.saturating_sub(oldest);
+        if passed < TRIM_MIN && !over_bounds(&stats) {
+            return Ok(stats);
+        }
+        // Find how far to go with a read of the oldest entries, then delete them as one range.
+        let budget = TRIM_STEP + 2 * dirty.appended.len();
+        let mut last = None;
+        let mut next_oldest = None;
+        for row in log.range(oldest..).map_err(|e| self.io(e))?.take(budget) {
+            let (seq, bytes) = row.map_err(|e| self.io(e))?;
+            let seq = seq.value();
+            if seq >= dirty.keep_from && !over_bounds(&stats) {
+                next_oldest = Some(seq);
                 break;
-            };
+            }
             stats.entries -= 1;
             stats.bytes -= bytes.value().len() as u64;
-            drop(bytes);
-            stats.oldest = log
-                .first()
-                .map_err(|e| self.io(e))?
-                .map(|(seq, _)| seq.value());
+            last = Some(seq);
+        }
+        if let Some(last) = last {
+            log.retain_in(oldest..=last, |_, _| false)
+                .map_err(|e| self.io(e))?;
+            stats.oldest = match next_oldest {
+                Some(seq) => Some(seq),
+                None => log
+                    .first()
+                    .map_err(|e| self.io(e))?
+                    .map(|(seq, _)| seq.value()),
+            };
         }
         Ok(stats)
     }
