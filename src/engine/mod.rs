@@ -3,6 +3,7 @@
 //! runtime; it drives [`crate::delivery`] and moves bytes, nothing more.
 
 mod core;
+mod deadline;
 mod listener;
 mod outbound;
 mod registration;
