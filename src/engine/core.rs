@@ -12,7 +12,7 @@ use compio::net::{TcpListener, TcpStream};
 
 use super::registration::{self, Registrar};
 use super::{ClientStatus, CoreCommand};
-use super::outbound;
+use super::{outbound, ring};
 use crate::budget::REFUSALS_PER_CORE;
 use crate::delivery::{
     AttemptError, Effect, Item, LastDelivery, Next, RetryPolicy, Settled, Shard, Shortage,
@@ -65,7 +65,7 @@ pub(crate) fn run(
     listener: std::net::TcpListener,
     inbox: flume::Receiver<CoreCommand>,
 ) -> std::io::Result<()> {
-    let runtime = compio::runtime::Runtime::new()?;
+    let runtime = ring::runtime()?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
         let metrics = CoreMetrics::new(index);

@@ -7,6 +7,7 @@ mod deadline;
 mod listener;
 mod outbound;
 mod registration;
+mod ring;
 
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};
