@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 
 use crate::blaster::{self, BlastPlan};
-use crate::cli::Cli;
+use crate::cli::{Blaster, Cli};
 use crate::crash::Crashes;
 use crate::plan::{Plan, sink_addr};
 use crate::procstat::{TcpCounters, peak_rss_kib, process_cpu, thread_cpu, time_wait_sockets};
@@ -24,8 +24,10 @@ use crate::verify::Expectation;
 
 /// Phase number of the crnpd phase (carried in every event, see `plan::PHASE_PAIR`).
 const CRNPD_PHASE: u64 = 1;
-/// Phase number of the blaster phase.
+/// Phase number of the plain blaster's phase.
 const LIMIT_PHASE: u64 = 2;
+/// Phase number of the await-eof blaster's phase.
+const AWAIT_EOF_PHASE: u64 = 3;
 /// Most connections the blaster keeps in flight by default (one per subscriber up to this).
 const DEFAULT_LIMIT_CONCURRENCY: usize = 4096;
 /// File descriptors kept free for registrations, the publisher and the runtime.
@@ -91,16 +93,28 @@ pub(crate) async fn run(point: Point<'_>) -> Result<PointReport, PointError> {
         report.crash_rounds = crashes;
     }
     if cli.mode.limit() {
-        report.limit = Some(limit_phase(&point, &sinks).await?);
+        for &blaster in &cli.blasters {
+            let phase = Some(limit_phase(&point, &sinks, blaster).await?);
+            match blaster {
+                Blaster::Plain => report.limit = phase,
+                Blaster::AwaitEof => report.limit_await_eof = phase,
+            }
+        }
     }
     sinks.stop().await;
-    report.fraction_of_limit = match (&report.crnpd, &report.limit) {
+    report.fraction_of_limit = fraction(&report.crnpd, &report.limit);
+    report.fraction_of_await_eof = fraction(&report.crnpd, &report.limit_await_eof);
+    Ok(report)
+}
+
+/// crnpd's deliveries/s over a blaster's, when both were measured.
+fn fraction(crnpd: &Option<CrnpdPhase>, limit: &Option<LimitPhase>) -> Option<f64> {
+    match (crnpd, limit) {
         (Some(c), Some(l)) if l.deliveries.per_sec > 0.0 => {
             Some(c.deliveries.per_sec / l.deliveries.per_sec)
         }
         _ => None,
-    };
-    Ok(report)
+    }
 }
 
 /// Registers every subscriber, publishes (crashing crnpd as --crash-every says), waits for
@@ -339,16 +353,24 @@ async fn publish_all(
 }
 
 /// Blasts the same sinks with the same payloads and measures the loopback limit.
-async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, PointError> {
+async fn limit_phase(
+    point: &Point<'_>,
+    sinks: &Sinks,
+    blaster: Blaster,
+) -> Result<LimitPhase, PointError> {
     let cli = point.cli;
     let plan = &point.plan;
+    let (phase, name, await_eof) = match blaster {
+        Blaster::Plain => (LIMIT_PHASE, "limit", false),
+        Blaster::AwaitEof => (AWAIT_EOF_PHASE, "eof", true),
+    };
     let payloads: Vec<Bytes> = (0..plan.events)
-        .map(|s| Bytes::from(plan.event(LIMIT_PHASE, s).to_xml()))
+        .map(|s| Bytes::from(plan.event(phase, s).to_xml()))
         .collect();
     let payload_bytes = payloads.first().map_or(0, Bytes::len);
     let concurrency = limit_concurrency(cli, point.subscribers);
-    sinks.begin_phase(LIMIT_PHASE, |i| plan.expectation(i));
-    let bar = progress_bar(cli, "limit", sinks.progress().1);
+    sinks.begin_phase(phase, |i| plan.expectation(i));
+    let bar = progress_bar(cli, name, sinks.progress().1);
     let own_cpu = thread_cpu();
     let kernel = TcpCounters::read();
     let outcome = blaster::spawn(
@@ -362,7 +384,7 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
             concurrency,
             timeout: seconds(cli.timeout),
             origin: point.origin,
-            await_eof: cli.limit_await_eof,
+            await_eof,
         },
         limit_threads(cli),
     )
