@@ -100,6 +100,10 @@ pub(crate) struct Cli {
     /// Print the report as JSON on standard output (the table goes to standard error).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Serve a share of another crnp-load's subscribers, told what on standard input (used
+    /// by crnp-load itself when one process's descriptor limit cannot hold them all).
+    #[arg(long, hide = true)]
+    pub(crate) sink_worker: bool,
     /// Write a PNG chart of deliveries/s and p99 latency against subscribers (with --sweep).
     #[arg(long)]
     pub(crate) plot: Option<PathBuf>,
