@@ -21,9 +21,10 @@ host, port = sys.argv[1].rsplit(':', 1)
 count = int(sys.argv[2])
 def register(i):
     s = socket.socket()
-    s.bind((f'127.0.{1 + i // 250}.{1 + i % 250}', 0))
+    a = 256 + i  # 127.0.1.0 on: a distinct source address per client, up to 16 million
+    s.bind((f'127.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}', 0))
     s.connect((host, int(port)))
-    s.sendall(f'<SC_CALLBACK_REG VERSION="1.0" PORT="{7000 + i}" REG_TYPE="ADD_CLIENT"><SC_EVENT_REG CLASS="EC_Cluster" SUBCLASS="ESC_cluster_r_state"><NVPAIR><NAME>r_name</NAME><VALUE>res-{i % 50}</VALUE></NVPAIR></SC_EVENT_REG></SC_CALLBACK_REG>'.encode())
+    s.sendall(f'<SC_CALLBACK_REG VERSION="1.0" PORT="{7000 + i % 50000}" REG_TYPE="ADD_CLIENT"><SC_EVENT_REG CLASS="EC_Cluster" SUBCLASS="ESC_cluster_r_state"><NVPAIR><NAME>r_name</NAME><VALUE>res-{i % 50}</VALUE></NVPAIR></SC_EVENT_REG></SC_CALLBACK_REG>'.encode())
     reply = b''
     while chunk := s.recv(4096):
         reply += chunk

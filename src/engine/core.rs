@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use compio::net::{TcpListener, TcpStream};
 
-use super::outbound;
 use super::registration::{self, Registrar};
 use super::{ClientStatus, CoreCommand};
+use super::{outbound, ring};
 use crate::budget::REFUSALS_PER_CORE;
 use crate::delivery::{
     AttemptError, Effect, Item, LastDelivery, Next, RetryPolicy, Settled, Shard, Shortage,
@@ -54,7 +54,7 @@ struct Core {
     stopping: Cell<bool>,
     /// One permit per delivery that may be in flight: a descriptor each.
     slots: tokio::sync::Semaphore,
-    scratch: outbound::Scratch,
+    attempts: outbound::Attempts,
 }
 
 /// Runs a core until it is told to shut down.
@@ -65,7 +65,7 @@ pub(crate) fn run(
     listener: std::net::TcpListener,
     inbox: flume::Receiver<CoreCommand>,
 ) -> std::io::Result<()> {
-    let runtime = compio::runtime::Runtime::new()?;
+    let runtime = ring::runtime()?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
         let metrics = CoreMetrics::new(index);
@@ -75,13 +75,13 @@ pub(crate) fn run(
             slots: tokio::sync::Semaphore::new(settings.delivery_slots),
             registry: registrar.registry.clone(),
             registrar: Rc::new(registrar),
+            attempts: outbound::Attempts::new(settings.client_timeout),
             settings,
             metrics,
             connections: Cell::new(0),
             refusing: Cell::new(0),
             in_flight: Cell::new(0),
             stopping: Cell::new(false),
-            scratch: outbound::Scratch::default(),
         });
         let acceptor = compio::runtime::spawn(accept_loop(Rc::clone(&core), listener));
         let reporter = compio::runtime::spawn(report_cursors(Rc::clone(&core)));
@@ -249,8 +249,7 @@ impl Core {
             id.callback(),
             self.settings.source,
             item.bytes.clone(),
-            self.settings.client_timeout,
-            &self.scratch,
+            &self.attempts,
         )
         .await;
         self.in_flight.set(self.in_flight.get() - 1);

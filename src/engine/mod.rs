@@ -3,9 +3,11 @@
 //! runtime; it drives [`crate::delivery`] and moves bytes, nothing more.
 
 mod core;
+mod deadline;
 mod listener;
 mod outbound;
 mod registration;
+mod ring;
 
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};

@@ -1,9 +1,11 @@
 //! The loopback limit: a minimal connect-write-close sender on its own thread.
 //!
 //! It does what crnpd does for each delivery and nothing else: a socket bound to the source
-//! address, connect, write the serialized SC_EVENT, shut down both directions, close. One
-//! delivery in flight per subscriber, in sequence order, at most `concurrency` at once. It
-//! runs on its own thread with its own runtime, so its CPU time is its own.
+//! address, connect, write the serialized SC_EVENT, shut down both directions, close (or, with
+//! `await_eof`, crnpd's full-duplex close). The event is written with `MSG_MORE`, so the FIN of
+//! the shutdown leaves in the same segment, as crnpd's does. One delivery in flight per
+//! subscriber, in sequence order, at most `concurrency` at once. It runs on its own threads
+//! with their own runtimes, so its CPU time is its own.
 
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crnp::client::connect_from;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use socket2::SockRef;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::procstat::thread_cpu;
@@ -201,13 +205,29 @@ async fn deliver(
     await_eof: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut stream = connect_from(Some(source), dest).await?;
-    stream.write_all(payload).await?;
+    write_before_fin(&mut stream, payload).await?;
     if await_eof {
         stream.shutdown().await?;
         let mut scratch = [0u8; 64];
         while stream.read(&mut scratch).await? != 0 {}
     } else {
-        socket2::SockRef::from(&stream).shutdown(Shutdown::Both)?;
+        SockRef::from(&stream).shutdown(Shutdown::Both)?;
     }
     Ok(())
+}
+
+/// Writes the event with `MSG_MORE`: the kernel holds it until the shutdown that follows,
+/// which sends it with the FIN in one segment. What the send buffer does not take at once is
+/// written normally.
+async fn write_before_fin(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
+    let flags = libc::MSG_MORE | libc::MSG_NOSIGNAL;
+    let shared: &TcpStream = stream;
+    let sent = match shared.try_io(Interest::WRITABLE, || {
+        SockRef::from(shared).send_with_flags(payload, flags)
+    }) {
+        Ok(sent) => sent,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    stream.write_all(&payload[sent..]).await
 }

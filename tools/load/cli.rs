@@ -78,10 +78,11 @@ pub(crate) struct Cli {
     /// Threads the blaster runs on (0: one per core, as many as crnpd uses by default).
     #[arg(long, default_value_t = 0)]
     pub(crate) limit_threads: usize,
-    /// Make the blaster wait for each subscriber's EOF before closing (a lossless full-duplex
-    /// close) instead of closing at once as crnpd does.
-    #[arg(long)]
-    pub(crate) limit_await_eof: bool,
+    /// The blasters to measure after crnpd, each on the same subscribers: `plain` closes right
+    /// after writing, `await-eof` also waits for the subscriber's EOF before closing (the
+    /// lossless full-duplex close crnpd does).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Blaster::Plain, Blaster::AwaitEof])]
+    pub(crate) blasters: Vec<Blaster>,
     /// Seconds a registration, a publish request or one delivery read may take.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) timeout: f64,
@@ -99,9 +100,22 @@ pub(crate) struct Cli {
     /// Print the report as JSON on standard output (the table goes to standard error).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Serve a share of another crnp-load's subscribers, told what on standard input (used
+    /// by crnp-load itself when one process's descriptor limit cannot hold them all).
+    #[arg(long, hide = true)]
+    pub(crate) sink_worker: bool,
     /// Write a PNG chart of deliveries/s and p99 latency against subscribers (with --sweep).
     #[arg(long)]
     pub(crate) plot: Option<PathBuf>,
+}
+
+/// How a blaster closes its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Blaster {
+    /// Write, shut down both directions, close.
+    Plain,
+    /// Write, shut down writing, wait for the subscriber's EOF, close.
+    AwaitEof,
 }
 
 /// Which phases run.

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::pool::SinkPool;
 use crate::report::CrashRound;
 use crate::server::{OwnedServer, ServerError};
-use crate::sinks::Sinks;
 
 /// Longest seeded delay between the acknowledgement of the Nth event and the kill.
 const MAX_KILL_DELAY_MS: u64 = 200;
@@ -50,10 +50,14 @@ impl<'a> Crashes<'a> {
     }
 
     /// Waits the round's delay, kills crnpd, starts it again and waits until it is ready.
-    pub(crate) async fn crash(&mut self, sinks: &Sinks, published: u64) -> Result<(), ServerError> {
+    pub(crate) async fn crash(
+        &mut self,
+        sinks: &mut SinkPool,
+        published: u64,
+    ) -> Result<(), ServerError> {
         let kill_delay_ms = self.next_random() % (MAX_KILL_DELAY_MS + 1);
         tokio::time::sleep(Duration::from_millis(kill_delay_ms)).await;
-        let duplicates_at_kill = sinks.tally().counts.duplicate;
+        let duplicates_at_kill = sinks.tally().await.counts.duplicate;
         let started = Instant::now();
         let mut slot = self.server.lock().await;
         if let Some(server) = slot.take() {

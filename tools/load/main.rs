@@ -10,6 +10,7 @@ mod crash;
 mod hostile;
 mod plan;
 mod plot;
+mod pool;
 mod procstat;
 mod report;
 mod scenario;
@@ -17,6 +18,7 @@ mod server;
 mod sinks;
 mod stats;
 mod verify;
+mod worker;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,6 +35,10 @@ use server::{OwnedServer, Target};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.sink_worker {
+        raise_nofile(0);
+        return ExitCode::from(worker::run().await);
+    }
     if let Err(message) = cli.validate() {
         eprintln!("crnp-load: {message}");
         return ExitCode::from(2);

@@ -33,10 +33,14 @@ pub(crate) struct PointReport {
     pub(crate) time_wait_at_start: Option<u64>,
     /// The crnpd phase, when measured.
     pub(crate) crnpd: Option<CrnpdPhase>,
-    /// The blaster phase, when measured.
+    /// The plain blaster's phase (closes right after writing), when measured.
     pub(crate) limit: Option<LimitPhase>,
-    /// crnpd's deliveries/s divided by the blaster's.
+    /// The await-eof blaster's phase (crnpd's full-duplex close), when measured.
+    pub(crate) limit_await_eof: Option<LimitPhase>,
+    /// crnpd's deliveries/s divided by the plain blaster's.
     pub(crate) fraction_of_limit: Option<f64>,
+    /// crnpd's deliveries/s divided by the await-eof blaster's.
+    pub(crate) fraction_of_await_eof: Option<f64>,
     /// The hostile load held through the run, when asked for.
     pub(crate) hostile: Option<HostileReport>,
     /// The --crash-every rounds, in order (empty without crashes).
@@ -177,6 +181,9 @@ impl Report {
             "limit/s",
             "blast µs/d",
             "of limit",
+            "eof/s",
+            "eof µs/d",
+            "of eof",
         ];
         let rows: Vec<Vec<String>> = self.points.iter().map(row).collect();
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -254,10 +261,25 @@ fn row(point: &PointReport) -> Vec<String> {
                 .and_then(|l| l.blaster_cpu_us_per_delivery),
             1,
         ),
-        point
-            .fraction_of_limit
-            .map_or_else(dash, |f| format!("{:.0}%", f * 100.0)),
+        percent(point.fraction_of_limit),
+        num(
+            point.limit_await_eof.as_ref().map(|l| l.deliveries.per_sec),
+            0,
+        ),
+        num(
+            point
+                .limit_await_eof
+                .as_ref()
+                .and_then(|l| l.blaster_cpu_us_per_delivery),
+            1,
+        ),
+        percent(point.fraction_of_await_eof),
     ]
+}
+
+/// A fraction as a whole percentage; `-` when not measured.
+fn percent(fraction: Option<f64>) -> String {
+    fraction.map_or_else(|| "-".to_owned(), |f| format!("{:.0}%", f * 100.0))
 }
 
 /// What went wrong at one point, one sentence each.
@@ -299,15 +321,20 @@ fn notes(point: &PointReport) -> Vec<String> {
             rounds.join("; ")
         ));
     }
-    if let Some(l) = &point.limit {
-        if l.send_errors > 0 {
-            notes.push(format!(
-                "blaster: {} sends failed; first: {}",
-                l.send_errors,
-                l.first_send_error.as_deref().unwrap_or("-")
-            ));
+    for (name, limit) in [
+        ("blaster", &point.limit),
+        ("await-eof blaster", &point.limit_await_eof),
+    ] {
+        if let Some(l) = limit {
+            if l.send_errors > 0 {
+                notes.push(format!(
+                    "{name}: {} sends failed; first: {}",
+                    l.send_errors,
+                    l.first_send_error.as_deref().unwrap_or("-")
+                ));
+            }
+            delivery_notes(name, &l.deliveries, &mut notes);
         }
-        delivery_notes("blaster", &l.deliveries, &mut notes);
     }
     notes
 }
@@ -379,7 +406,7 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].trim_start().starts_with("subs"));
         assert!(
-            lines[1].contains("1234") && lines[1].ends_with("50%"),
+            lines[1].contains("1234") && lines[1].contains("50%") && lines[1].ends_with('-'),
             "{table}"
         );
         assert!(lines[2].trim_start().starts_with("100") && lines[2].ends_with('-'));

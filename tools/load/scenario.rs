@@ -12,24 +12,25 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 
 use crate::blaster::{self, BlastPlan};
-use crate::cli::Cli;
+use crate::cli::{Blaster, Cli};
 use crate::crash::Crashes;
 use crate::plan::{Plan, sink_addr};
+use crate::pool::SinkPool;
 use crate::procstat::{TcpCounters, peak_rss_kib, process_cpu, thread_cpu, time_wait_sockets};
 use crate::report::{CrashRound, CrnpdPhase, Deliveries, LimitPhase, PointReport, Registrations};
 use crate::server::{OwnedServer, Target};
-use crate::sinks::{PhaseTally, Sinks};
+use crate::sinks::PhaseTally;
 use crate::stats::{micros_per, rate};
 use crate::verify::Expectation;
 
 /// Phase number of the crnpd phase (carried in every event, see `plan::PHASE_PAIR`).
 const CRNPD_PHASE: u64 = 1;
-/// Phase number of the blaster phase.
+/// Phase number of the plain blaster's phase.
 const LIMIT_PHASE: u64 = 2;
+/// Phase number of the await-eof blaster's phase.
+const AWAIT_EOF_PHASE: u64 = 3;
 /// Most connections the blaster keeps in flight by default (one per subscriber up to this).
 const DEFAULT_LIMIT_CONCURRENCY: usize = 4096;
-/// File descriptors kept free for registrations, the publisher and the runtime.
-const ACCEPT_MARGIN: usize = 512;
 
 /// What a point needs besides the command line.
 pub(crate) struct Point<'a> {
@@ -71,43 +72,54 @@ pub(crate) async fn run(point: Point<'_>) -> Result<PointReport, PointError> {
         time_wait_at_start: time_wait_sockets(),
         ..Default::default()
     };
-    let addrs = (0..point.subscribers).map(|i| sink_addr(cli.sink_base, cli.sink_ips, i));
-    let max_open = accept_budget(
-        point.nofile,
-        point.subscribers,
-        limit_concurrency(cli, point.subscribers),
-    );
-    let sinks = Sinks::start(
+    let addrs = (0..point.subscribers)
+        .map(|i| sink_addr(cli.sink_base, cli.sink_ips, i))
+        .collect();
+    let mut sinks = SinkPool::start(
         addrs,
         point.origin,
         point.plan.events,
         seconds(cli.timeout),
-        max_open,
+        usize::try_from(point.nofile).unwrap_or(usize::MAX),
+        limit_concurrency(cli, point.subscribers),
     )
+    .await
     .map_err(PointError::Sinks)?;
     if let Some(target) = point.target {
-        let (phase, crashes) = crnpd_phase(&point, &sinks, target).await;
+        let (phase, crashes) = crnpd_phase(&point, &mut sinks, target).await;
         report.crnpd = Some(phase);
         report.crash_rounds = crashes;
     }
     if cli.mode.limit() {
-        report.limit = Some(limit_phase(&point, &sinks).await?);
+        for &blaster in &cli.blasters {
+            let phase = Some(limit_phase(&point, &mut sinks, blaster).await?);
+            match blaster {
+                Blaster::Plain => report.limit = phase,
+                Blaster::AwaitEof => report.limit_await_eof = phase,
+            }
+        }
     }
     sinks.stop().await;
-    report.fraction_of_limit = match (&report.crnpd, &report.limit) {
+    report.fraction_of_limit = fraction(&report.crnpd, &report.limit);
+    report.fraction_of_await_eof = fraction(&report.crnpd, &report.limit_await_eof);
+    Ok(report)
+}
+
+/// crnpd's deliveries/s over a blaster's, when both were measured.
+fn fraction(crnpd: &Option<CrnpdPhase>, limit: &Option<LimitPhase>) -> Option<f64> {
+    match (crnpd, limit) {
         (Some(c), Some(l)) if l.deliveries.per_sec > 0.0 => {
             Some(c.deliveries.per_sec / l.deliveries.per_sec)
         }
         _ => None,
-    };
-    Ok(report)
+    }
 }
 
 /// Registers every subscriber, publishes (crashing crnpd as --crash-every says), waits for
 /// the deliveries, unregisters.
 async fn crnpd_phase(
     point: &Point<'_>,
-    sinks: &Sinks,
+    sinks: &mut SinkPool,
     target: Target,
 ) -> (CrnpdPhase, Vec<CrashRound>) {
     let cli = point.cli;
@@ -130,16 +142,18 @@ async fn crnpd_phase(
     phase.registrations.per_sec = rate(total, phase.registrations.seconds);
     let cpu_registered = cpu();
 
-    sinks.begin_phase(CRNPD_PHASE, |i| {
-        if registered[i] {
-            point.plan.expectation(i)
-        } else {
-            Expectation::NONE
-        }
-    });
+    sinks
+        .begin_phase(CRNPD_PHASE, |i| {
+            if registered[i] {
+                point.plan.expectation(i)
+            } else {
+                Expectation::NONE
+            }
+        })
+        .await;
     let own_cpu = thread_cpu();
     let kernel = TcpCounters::read();
-    let bar = progress_bar(cli, "crnpd", sinks.progress().1);
+    let bar = progress_bar(cli, "crnpd", sinks.progress().await.1);
     let first_send_ns = publish_all(point, sinks, target.http, &mut phase, crashes.as_mut()).await;
     sinks
         .wait(seconds(cli.drain_timeout), |done, _| bar.set_position(done))
@@ -148,8 +162,8 @@ async fn crnpd_phase(
     let own_cpu = thread_cpu().saturating_sub(own_cpu).as_secs_f64();
     let cpu_delivered = cpu();
 
-    let tally = sinks.tally();
-    phase.latency = tally.latency;
+    let tally = sinks.tally().await;
+    phase.latency = tally.latencies.summary();
     phase.deliveries = deliveries(
         &tally,
         first_send_ns,
@@ -256,7 +270,7 @@ async fn register_all(
 /// requests when `crashes` says so; returns when the first was sent.
 async fn publish_all(
     point: &Point<'_>,
-    sinks: &Sinks,
+    sinks: &mut SinkPool,
     http: SocketAddr,
     phase: &mut CrnpdPhase,
     mut crashes: Option<&mut Crashes<'_>>,
@@ -284,7 +298,7 @@ async fn publish_all(
         let end = (seq + cli.batch).min(plan.events);
         let events: Vec<_> = (seq..end).map(|s| plan.event(CRNPD_PHASE, s)).collect();
         for s in seq..end {
-            let sent = sinks.mark_sent(s);
+            let sent = sinks.mark_sent(s).await;
             first_send_ns.get_or_insert(sent);
         }
         match publisher.publish(&events).await {
@@ -339,16 +353,24 @@ async fn publish_all(
 }
 
 /// Blasts the same sinks with the same payloads and measures the loopback limit.
-async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, PointError> {
+async fn limit_phase(
+    point: &Point<'_>,
+    sinks: &mut SinkPool,
+    blaster: Blaster,
+) -> Result<LimitPhase, PointError> {
     let cli = point.cli;
     let plan = &point.plan;
+    let (phase, name, await_eof) = match blaster {
+        Blaster::Plain => (LIMIT_PHASE, "limit", false),
+        Blaster::AwaitEof => (AWAIT_EOF_PHASE, "eof", true),
+    };
     let payloads: Vec<Bytes> = (0..plan.events)
-        .map(|s| Bytes::from(plan.event(LIMIT_PHASE, s).to_xml()))
+        .map(|s| Bytes::from(plan.event(phase, s).to_xml()))
         .collect();
     let payload_bytes = payloads.first().map_or(0, Bytes::len);
     let concurrency = limit_concurrency(cli, point.subscribers);
-    sinks.begin_phase(LIMIT_PHASE, |i| plan.expectation(i));
-    let bar = progress_bar(cli, "limit", sinks.progress().1);
+    sinks.begin_phase(phase, |i| plan.expectation(i)).await;
+    let bar = progress_bar(cli, name, sinks.progress().await.1);
     let own_cpu = thread_cpu();
     let kernel = TcpCounters::read();
     let outcome = blaster::spawn(
@@ -362,7 +384,7 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
             concurrency,
             timeout: seconds(cli.timeout),
             origin: point.origin,
-            await_eof: cli.limit_await_eof,
+            await_eof,
         },
         limit_threads(cli),
     )
@@ -373,7 +395,7 @@ async fn limit_phase(point: &Point<'_>, sinks: &Sinks) -> Result<LimitPhase, Poi
     bar.finish_and_clear();
     let own_cpu = thread_cpu().saturating_sub(own_cpu).as_secs_f64();
     let outcome = outcome.outcome().await;
-    let tally = sinks.tally();
+    let tally = sinks.tally().await;
     let mut deliveries = deliveries(
         &tally,
         outcome.started_ns,
@@ -409,15 +431,6 @@ fn limit_concurrency(cli: &Cli, subscribers: usize) -> usize {
         0 => subscribers.min(DEFAULT_LIMIT_CONCURRENCY),
         n => n,
     }
-}
-
-/// Accepted connections the sinks may hold open at once: what the open-files limit leaves
-/// after the listeners, the blaster's sockets and a margin, between 16 and 4096.
-fn accept_budget(nofile: u64, subscribers: usize, blaster: usize) -> usize {
-    let used = (subscribers + blaster + ACCEPT_MARGIN) as u64;
-    usize::try_from(nofile.saturating_sub(used))
-        .unwrap_or(usize::MAX)
-        .clamp(16, 4096)
 }
 
 /// The delivery figures of a phase that started sending at `start_ns`.
@@ -458,19 +471,4 @@ fn progress_bar(cli: &Cli, phase: &'static str, total: u64) -> ProgressBar {
 /// Seconds from the command line as a duration.
 pub(crate) fn seconds(secs: f64) -> Duration {
     Duration::try_from_secs_f64(secs).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_accept_budget_fits_the_open_files_limit() {
-        assert_eq!(
-            accept_budget(16_000, 10_000, 4096),
-            16_000 - 10_000 - 4096 - ACCEPT_MARGIN
-        );
-        assert_eq!(accept_budget(1_024, 10_000, 4096), 16);
-        assert_eq!(accept_budget(1_000_000, 100, 100), 4096);
-    }
 }

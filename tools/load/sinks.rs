@@ -21,7 +21,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::plan::load_ids;
-use crate::stats::{Latencies, LatencySummary};
+use crate::stats::Latencies;
 use crate::verify::{Counts, Expectation, Verifier};
 
 /// Pending connections each callback socket queues.
@@ -122,12 +122,12 @@ impl Shared {
 }
 
 /// The tallies of one phase.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct PhaseTally {
     /// Summed verification counts.
     pub(crate) counts: Counts,
-    /// Publish-to-delivery latency (empty when events were not timed).
-    pub(crate) latency: LatencySummary,
+    /// Publish-to-delivery latencies (empty when events were not timed).
+    pub(crate) latencies: Latencies,
     /// Time of the last first receipt, ns since the origin.
     pub(crate) last_delivery_ns: u64,
     /// Deliveries left over from an earlier phase.
@@ -230,13 +230,18 @@ impl Sinks {
     /// Notes that load sequence number `seq` is being published now; returns the time in ns.
     pub(crate) fn mark_sent(&self, seq: u64) -> u64 {
         let now = self.shared.now_ns();
+        self.mark_sent_at(seq, now);
+        now
+    }
+
+    /// Notes that load sequence number `seq` was published at `ns` since the origin.
+    pub(crate) fn mark_sent_at(&self, seq: u64, ns: u64) {
         if let Some(sent) = usize::try_from(seq)
             .ok()
             .and_then(|i| self.shared.sent_ns.get(i))
         {
-            sent.store(now.max(1), Ordering::Relaxed);
+            sent.store(ns.max(1), Ordering::Relaxed);
         }
-        now
     }
 
     /// Nanoseconds since the run's origin.
@@ -286,7 +291,7 @@ impl Sinks {
         }
         PhaseTally {
             counts,
-            latency: lock(&shared.latencies).summary(),
+            latencies: lock(&shared.latencies).clone(),
             last_delivery_ns: shared.last_delivery_ns.load(Ordering::Relaxed),
             stale: shared.stale.load(Ordering::Relaxed),
             bad: shared.bad.load(Ordering::Relaxed),

@@ -32,6 +32,32 @@ impl Latencies {
         self.histogram.reset();
     }
 
+    /// Adds every latency `other` recorded.
+    pub(crate) fn merge(&mut self, other: &Latencies) {
+        for (value, count) in other.to_counts() {
+            self.histogram.saturating_record_n(value, count);
+        }
+    }
+
+    /// The recorded values (µs) and how often each was recorded, to send to another process.
+    pub(crate) fn to_counts(&self) -> Vec<(u64, u64)> {
+        self.histogram
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// Latencies from [`Latencies::to_counts`].
+    pub(crate) fn from_counts(counts: &[(u64, u64)]) -> Self {
+        let mut latencies = Latencies::new();
+        for &(value, count) in counts {
+            latencies
+                .histogram
+                .saturating_record_n(value.clamp(1, MAX_TRACKED_US), count);
+        }
+        latencies
+    }
+
     /// The percentiles, in milliseconds.
     pub(crate) fn summary(&self) -> LatencySummary {
         let ms = |us: u64| us as f64 / 1_000.0;
@@ -103,6 +129,22 @@ mod tests {
         assert!(summary.max_ms >= 3_600_000.0 * 0.999);
         latencies.reset();
         assert_eq!(latencies.summary().samples, 0);
+    }
+
+    #[test]
+    fn latencies_survive_the_trip_to_another_process_and_merge() {
+        let mut a = Latencies::new();
+        let mut b = Latencies::new();
+        for ms in 1..=50u64 {
+            a.record_ns(ms * 1_000_000);
+            b.record_ns((ms + 50) * 1_000_000);
+        }
+        let mut merged = Latencies::from_counts(&a.to_counts());
+        merged.merge(&Latencies::from_counts(&b.to_counts()));
+        let summary = merged.summary();
+        assert_eq!(summary.samples, 100);
+        assert!((summary.p50_ms - 50.0).abs() < 0.1, "{summary:?}");
+        assert!((summary.max_ms - 100.0).abs() < 0.1, "{summary:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 /// Which load sequence numbers one subscriber should receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Expectation {
     /// The first expected sequence number.
     pub(crate) offset: u64,
@@ -64,7 +64,7 @@ impl Arrival {
 }
 
 /// The tallies of one subscriber, or a sum of several.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Counts {
     /// Events that should have arrived.
     pub(crate) expected: u64,
