@@ -323,6 +323,7 @@ pub fn start(
         registry,
         store,
         limits,
+        failed_in_a_row: 0,
         dispatcher,
     };
     let thread = std::thread::Builder::new()
@@ -336,6 +337,9 @@ struct Service<D> {
     registry: Registry,
     store: Store,
     limits: ServiceLimits,
+    /// Commits that failed in a row: while the disk stays full, cursor reports would
+    /// otherwise log a failure every few milliseconds.
+    failed_in_a_row: u64,
     dispatcher: D,
 }
 
@@ -395,6 +399,13 @@ impl<D: Dispatcher> Service<D> {
             drop(dirty);
             match committed {
                 Ok(()) => {
+                    if self.failed_in_a_row > 0 {
+                        tracing::info!(
+                            failed_in_a_row = self.failed_in_a_row,
+                            "registry commits succeed again"
+                        );
+                        self.failed_in_a_row = 0;
+                    }
                     if cursors_written {
                         telemetry::cursor_batch(self.registry.cursor_rows().count());
                     }
@@ -610,19 +621,29 @@ impl<D: Dispatcher> Service<D> {
     /// rewrites the keys it touched), reopen the store so that redb accepts writes again once
     /// the cause is gone (a full disk), and refuse every request of the batch.
     fn fail(&mut self, done: Vec<Done>, error: Arc<StoreError>) -> Result<(), ServiceError> {
-        tracing::error!(%error, requests = done.len(), "registry commit failed; the batch is refused");
+        self.failed_in_a_row += 1;
+        // The first failure, then the 2nd, 4th, 8th...: a full disk is said at once, and then
+        // again less and less often while it lasts.
+        let loud = self.failed_in_a_row.is_power_of_two();
+        if loud {
+            tracing::error!(%error, requests = done.len(), failed_in_a_row = self.failed_in_a_row, "registry commit failed; the batch is refused");
+        }
         self.registry.rollback();
         let mut taken_over = None;
         match self.store.reopen() {
             Ok(()) => {
-                tracing::info!(store = %self.store.path().display(), "store reopened after the failed commit")
+                if loud {
+                    tracing::info!(store = %self.store.path().display(), "store reopened after the failed commit");
+                }
             }
             Err(StoreError::Locked { path }) => {
                 tracing::error!(store = %path.display(), "another crnpd took the store over during a reopen; stopping");
                 taken_over = Some(path);
             }
             Err(reopen) => {
-                tracing::error!(error = %reopen, "cannot reopen the store yet; the next commit tries again")
+                if loud {
+                    tracing::error!(error = %reopen, "cannot reopen the store yet; the next commit tries again");
+                }
             }
         }
         for item in done {
