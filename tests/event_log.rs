@@ -527,14 +527,27 @@ fn a_full_disk_during_cursor_writes_loses_no_acknowledged_event_and_cursors_resu
         delivered_when_full < owed.len(),
         "still a backlog once the disk is full"
     );
-    wait_until(
-        WAIT,
-        "deliveries going on, their cursor writes failing",
-        || {
-            sink.count() >= delivered_when_full + 5
-                && crnpd.metric("crnp_registry_commit_errors_total", &[]) > failed_commits
-        },
-    );
+    // A failed commit frees the pages it took, and a small cursor commit may fit into them:
+    // keep the disk full with more registrations until a commit that was not one of ours
+    // (a cursor write) has failed too, while deliveries go on.
+    let mut ours = 0.0;
+    let mut port = full + 1;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if crnpd.register(filler, &bulky(port)) == "SYSTEM_ERROR" {
+            ours += 1.0;
+        }
+        port += 1;
+        let others = crnpd.metric("crnp_registry_commit_errors_total", &[]) - failed_commits - ours;
+        if sink.count() >= delivered_when_full + 5 && others >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for deliveries going on and a cursor write failing ({others} other failed commits)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let batches = crnpd.metric("crnp_cursor_write_batches_total", &[]);
 
     // Room again: the next cursor write succeeds, without a restart.
