@@ -97,10 +97,16 @@ enum Request {
         id: ClientId,
         reply: oneshot::Sender<bool>,
     },
+    Cursors(CursorReport),
+    Query(Query),
+}
+
+/// A request answered once its batch's commit is settled, from the state after it.
+#[derive(Debug)]
+enum Query {
     Clients {
         reply: oneshot::Sender<Vec<ClientRecord>>,
     },
-    Cursors(CursorReport),
     Log {
         after: Option<u64>,
         limit: usize,
@@ -176,11 +182,11 @@ impl RegistryHandle {
     pub async fn log(&self, after: Option<u64>, limit: usize) -> Result<LogPage, PublishError> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request::Log {
+            .send(Request::Query(Query::Log {
                 after,
                 limit,
                 reply,
-            })
+            }))
             .map_err(|_| PublishError::Unavailable)?;
         answer
             .await
@@ -193,7 +199,7 @@ impl RegistryHandle {
     pub async fn replay(&self, id: ClientId, after: Option<u64>) -> Result<usize, ReplayError> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request::Replay { id, after, reply })
+            .send(Request::Query(Query::Replay { id, after, reply }))
             .map_err(|_| ReplayError::Unavailable)?;
         answer.await.map_err(|_| ReplayError::Unavailable)?
     }
@@ -206,7 +212,11 @@ impl RegistryHandle {
     /// The registered clients.
     pub async fn clients(&self) -> Vec<ClientRecord> {
         let (reply, answer) = oneshot::channel();
-        if self.requests.send(Request::Clients { reply }).is_err() {
+        if self
+            .requests
+            .send(Request::Query(Query::Clients { reply }))
+            .is_err()
+        {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
@@ -362,20 +372,8 @@ enum Done {
         reply: oneshot::Sender<bool>,
         change: Option<Change>,
     },
-    Clients {
-        reply: oneshot::Sender<Vec<ClientRecord>>,
-    },
     Cursors,
-    Log {
-        after: Option<u64>,
-        limit: usize,
-        reply: oneshot::Sender<Result<LogPage, Arc<StoreError>>>,
-    },
-    Replay {
-        id: ClientId,
-        after: Option<u64>,
-        reply: oneshot::Sender<Result<usize, ReplayError>>,
-    },
+    Query(Query),
 }
 
 impl<D: Dispatcher> Service<D> {
@@ -488,22 +486,40 @@ impl<D: Dispatcher> Service<D> {
                 reply,
                 change: self.registry.remove(id),
             },
-            Request::Clients { reply } => Done::Clients { reply },
             Request::Cursors(report) => {
                 let cores = self.dispatcher.cores();
                 self.registry.apply_cursor_report(&report, cores);
                 Done::Cursors
             }
-            Request::Log {
-                after,
-                limit,
-                reply,
-            } => Done::Log {
-                after,
-                limit,
-                reply,
-            },
-            Request::Replay { id, after, reply } => Done::Replay { id, after, reply },
+            Request::Query(query) => Done::Query(query),
+        }
+    }
+
+    /// Answers a query; after a failed commit (`failed`) the ones that read the store get its error.
+    fn answer(&mut self, query: Query, failed: Option<&Arc<StoreError>>) {
+        match (query, failed) {
+            (Query::Clients { reply }, _) => {
+                let _ = reply.send(self.registry.clients().cloned().collect());
+            }
+            (Query::Log { reply, .. }, Some(error)) => {
+                let _ = reply.send(Err(Arc::clone(error)));
+            }
+            (
+                Query::Log {
+                    after,
+                    limit,
+                    reply,
+                },
+                None,
+            ) => {
+                let _ = reply.send(self.log_page(after, limit));
+            }
+            (Query::Replay { reply, .. }, Some(error)) => {
+                let _ = reply.send(Err(ReplayError::Store(Arc::clone(error))));
+            }
+            (Query::Replay { id, after, reply }, None) => {
+                let _ = reply.send(self.replay(id, after));
+            }
         }
     }
 
@@ -599,20 +615,8 @@ impl<D: Dispatcher> Service<D> {
                     }
                     let _ = reply.send(found);
                 }
-                Done::Clients { reply } => {
-                    let _ = reply.send(self.registry.clients().cloned().collect());
-                }
                 Done::Cursors => {}
-                Done::Log {
-                    after,
-                    limit,
-                    reply,
-                } => {
-                    let _ = reply.send(self.log_page(after, limit));
-                }
-                Done::Replay { id, after, reply } => {
-                    let _ = reply.send(self.replay(id, after));
-                }
+                Done::Query(query) => self.answer(query, None),
             }
         }
     }
@@ -660,16 +664,8 @@ impl<D: Dispatcher> Service<D> {
                 Done::Deleted { reply, .. } => {
                     let _ = reply.send(false);
                 }
-                Done::Clients { reply } => {
-                    let _ = reply.send(self.registry.clients().cloned().collect());
-                }
                 Done::Cursors => {}
-                Done::Log { reply, .. } => {
-                    let _ = reply.send(Err(Arc::clone(&error)));
-                }
-                Done::Replay { reply, .. } => {
-                    let _ = reply.send(Err(ReplayError::Store(Arc::clone(&error))));
-                }
+                Done::Query(query) => self.answer(query, Some(&error)),
                 Done::Removed { change, .. } => {
                     // The core dropped the client already, but the registry still holds it
                     // durably: hand it back, so the two agree and its next event is tried again.
