@@ -338,14 +338,7 @@ pub async fn delete_client(
 ) -> Result<(), ClientError> {
     let mut conn = Publisher::connect(http, timeout).await?;
     let http = conn.addr;
-    let encoded = client.to_string().replace('[', "%5B").replace(']', "%5D");
-    let path: Uri =
-        format!("/v1/clients/{encoded}")
-            .parse()
-            .map_err(|e| ClientError::BadResponse {
-                addr: http,
-                reason: format!("client address {client}: {e}"),
-            })?;
+    let path = request_path(http, client_path(client, ""))?;
     let (status, body) = conn.request(Method::DELETE, path, None).await?;
     expect_success(http, status, body).map(drop)
 }
@@ -383,10 +376,7 @@ pub async fn events(
         Some(after) => format!("/v1/events?after={after}&limit={limit}"),
         None => format!("/v1/events?limit={limit}"),
     };
-    let path: Uri = query.parse().map_err(|e| ClientError::BadResponse {
-        addr: http,
-        reason: format!("log query: {e}"),
-    })?;
+    let path = request_path(http, query)?;
     let (status, body) = conn.request(Method::GET, path, None).await?;
     let body = expect_success(http, status, body)?;
     serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
@@ -409,15 +399,11 @@ pub async fn replay(
     }
     let mut conn = Publisher::connect(http, timeout).await?;
     let http = conn.addr;
-    let encoded = client.to_string().replace('[', "%5B").replace(']', "%5D");
     let query = match after {
-        Some(after) => format!("/v1/clients/{encoded}/replay?after={after}"),
-        None => format!("/v1/clients/{encoded}/replay"),
+        Some(after) => format!("/replay?after={after}"),
+        None => "/replay".to_owned(),
     };
-    let path: Uri = query.parse().map_err(|e| ClientError::BadResponse {
-        addr: http,
-        reason: format!("client address {client}: {e}"),
-    })?;
+    let path = request_path(http, client_path(client, &query))?;
     let (status, body) = conn.request(Method::POST, path, None).await?;
     let body = expect_success(http, status, body)?;
     let queued: Queued = serde_json::from_slice(&body).map_err(|e| ClientError::BadResponse {
@@ -434,6 +420,20 @@ pub async fn ready(http: impl Into<HttpEndpoint>, timeout: Duration) -> Result<b
         .request(Method::GET, Uri::from_static("/readyz"), None)
         .await?;
     Ok(status == 200)
+}
+
+/// `/v1/clients/IP:PORT` followed by `rest`, with an IPv6 address's brackets escaped.
+fn client_path(client: SocketAddr, rest: &str) -> String {
+    let encoded = client.to_string().replace('[', "%5B").replace(']', "%5D");
+    format!("/v1/clients/{encoded}{rest}")
+}
+
+/// `path` as a request target.
+fn request_path(addr: SocketAddr, path: String) -> Result<Uri, ClientError> {
+    path.parse().map_err(|e| ClientError::BadResponse {
+        addr,
+        reason: format!("request path {path}: {e}"),
+    })
 }
 
 /// The body of a 2xx answer, or the server's reason as an error.

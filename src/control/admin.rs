@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use hashbrown::HashMap;
 use serde::Serialize;
 
-use super::ControlState;
-use super::auth::require_token;
+use super::auth::{Refusal, require_token};
+use super::{ControlState, Serving};
 use crate::engine::ClientStatus;
 use crate::event_json::JsonEventType;
 use crate::registry::{ClientId, ClientRecord};
@@ -60,11 +60,8 @@ pub(super) async fn show(
     State(state): State<ControlState>,
     Path(client): Path<String>,
 ) -> Response {
-    let Some(serving) = state.serving() else {
-        return not_active();
-    };
-    let id = match parse_id(&client) {
-        Ok(id) => id,
+    let (serving, id) = match client_call(&state, None, &client) {
+        Ok(found) => found,
         Err(refusal) => return refusal.into_response(),
     };
     let Some(record) = serving
@@ -91,14 +88,8 @@ pub(super) async fn delete(
     headers: HeaderMap,
     Path(client): Path<String>,
 ) -> Response {
-    if let Err(refusal) = require_token(&state, &headers) {
-        return refusal.into_response();
-    }
-    let Some(serving) = state.serving() else {
-        return not_active();
-    };
-    let id = match parse_id(&client) {
-        Ok(id) => id,
+    let (serving, id) = match client_call(&state, Some(&headers), &client) {
+        Ok(found) => found,
         Err(refusal) => return refusal.into_response(),
     };
     if serving.registry.delete_client(id).await {
@@ -108,7 +99,42 @@ pub(super) async fn delete(
     }
 }
 
-pub(super) fn parse_id(text: &str) -> Result<ClientId, (StatusCode, String)> {
+/// Why a call about one client was turned away before it reached the registry.
+pub(super) enum ClientCallRefusal {
+    /// The token rule (a call that changes state).
+    Token(Refusal),
+    /// A standby or a stopping instance.
+    NotActive,
+    /// Not an `IP:PORT`.
+    BadAddress((StatusCode, String)),
+}
+
+impl IntoResponse for ClientCallRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            ClientCallRefusal::Token(refusal) => refusal.into_response(),
+            ClientCallRefusal::NotActive => not_active(),
+            ClientCallRefusal::BadAddress(refusal) => refusal.into_response(),
+        }
+    }
+}
+
+/// The checks every call about one client makes, in order: the token (for a call that changes
+/// state, given its `headers`), an active instance, a well-formed `IP:PORT`.
+pub(super) fn client_call<'a>(
+    state: &'a ControlState,
+    headers: Option<&HeaderMap>,
+    client: &str,
+) -> Result<(&'a Serving, ClientId), ClientCallRefusal> {
+    if let Some(headers) = headers {
+        require_token(state, headers).map_err(ClientCallRefusal::Token)?;
+    }
+    let serving = state.serving().ok_or(ClientCallRefusal::NotActive)?;
+    let id = parse_id(client).map_err(ClientCallRefusal::BadAddress)?;
+    Ok((serving, id))
+}
+
+fn parse_id(text: &str) -> Result<ClientId, (StatusCode, String)> {
     text.parse().map_err(|_| {
         (
             StatusCode::BAD_REQUEST,

@@ -7,8 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::ControlState;
-use super::admin::{not_active, parse_id, unknown};
-use super::auth::require_token;
+use super::admin::{client_call, not_active, unknown};
 use crate::registry::service::ReplayError;
 
 /// Entries one page returns when the caller does not say.
@@ -92,14 +91,8 @@ pub(super) async fn replay(
     Path(client): Path<String>,
     Query(query): Query<ReplayQuery>,
 ) -> Response {
-    if let Err(refusal) = require_token(&state, &headers) {
-        return refusal.into_response();
-    }
-    let Some(serving) = state.serving() else {
-        return not_active();
-    };
-    let id = match parse_id(&client) {
-        Ok(id) => id,
+    let (serving, id) = match client_call(&state, Some(&headers), &client) {
+        Ok(found) => found,
         Err(refusal) => return refusal.into_response(),
     };
     match serving.registry.replay(id, query.after).await {
