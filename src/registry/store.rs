@@ -513,14 +513,14 @@ impl Store {
             }
             if !dirty.cursors.is_empty() {
                 let mut cursors = txn.open_table(CURSORS).map_err(|e| self.io(e))?;
-                // A client gone in this commit lost its row with it.
-                let changed: HashMap<ClientId, Option<u64>> = moved.iter().copied().collect();
-                let slot_of = |id: &ClientId| match changed.get(id) {
-                    Some(slot) => *slot,
-                    None => self.slots.get(id).copied(),
-                };
+                let added: HashMap<ClientId, u64> = moved
+                    .iter()
+                    .filter_map(|(id, slot)| slot.map(|slot| (*id, slot)))
+                    .collect();
                 for (id, resume) in &dirty.cursors {
-                    let Some(slot) = slot_of(id) else {
+                    // A new client's row goes in its new slot; a removed client's row is
+                    // deleted from the slot it had until this commit.
+                    let Some(slot) = added.get(id).or_else(|| self.slots.get(id)).copied() else {
                         continue;
                     };
                     match resume {
@@ -533,16 +533,6 @@ impl Store {
                             cursors.remove(slot).map_err(|e| self.io(e))?;
                         }
                     }
-                }
-            }
-            for (id, slot) in &moved {
-                if slot.is_none()
-                    && let Some(old) = self.slots.get(id)
-                {
-                    txn.open_table(CURSORS)
-                        .map_err(|e| self.io(e))?
-                        .remove(*old)
-                        .map_err(|e| self.io(e))?;
                 }
             }
             log = self.append_and_trim(&txn, dirty)?;
@@ -763,4 +753,96 @@ fn check_access(dir: &Path, file: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::NvPair;
+    use crate::registry::{Registry, RegistryLimits};
+
+    /// `count` events of one size, as the registry sequences them.
+    fn events(count: usize) -> Vec<Arc<PublishedEvent>> {
+        let mut registry = Registry::new(RegistryLimits::default());
+        (0..count)
+            .map(|i| {
+                registry.publish(
+                    Event {
+                        class: "EC_Cluster".into(),
+                        subclass: "ESC_cluster_r_state".into(),
+                        vendor: "SUNW".into(),
+                        publisher: "rgm".into(),
+                        nvpairs: vec![NvPair::scalar("state_list", format!("S{i:04}").as_str())],
+                    },
+                    Instant::now(),
+                )
+            })
+            .collect()
+    }
+
+    fn store_with(retention: Retention) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("open");
+        store.load().expect("load");
+        store.set_retention(retention);
+        (dir, store)
+    }
+
+    fn append(store: &mut Store, appended: &[Arc<PublishedEvent>], keep_from: u64) {
+        let dirty = Dirty {
+            appended: appended.to_vec(),
+            next_seq: appended.last().map_or(0, |e| e.seq + 1),
+            keep_from,
+            ..Dirty::default()
+        };
+        store.commit(&dirty).expect("commit");
+    }
+
+    #[test]
+    fn the_log_keeps_exactly_max_events_and_max_bytes() {
+        let all = events(6);
+        let size = all[0].bytes.len() as u64;
+        let (_dir, mut store) = store_with(Retention {
+            max_events: 3,
+            max_bytes: u64::MAX,
+        });
+        append(&mut store, &all, 0);
+        let stats = store.log_stats();
+        assert_eq!(
+            (stats.entries, stats.oldest, stats.bytes),
+            (3, Some(3), 3 * size)
+        );
+
+        for (max_bytes, kept) in [(2 * size, 2), (2 * size - 1, 1)] {
+            let (_dir, mut store) = store_with(Retention {
+                max_events: u64::MAX,
+                max_bytes,
+            });
+            append(&mut store, &all, 0);
+            assert_eq!(store.log_stats().entries, kept, "max_bytes {max_bytes}");
+            assert_eq!(store.log_stats().oldest, Some(6 - kept));
+        }
+    }
+
+    #[test]
+    fn entries_every_cursor_passed_go_in_runs_of_at_least_trim_min() {
+        let all = events(TRIM_MIN as usize + 100);
+        let (_dir, mut store) = store_with(Retention::default());
+        append(&mut store, &all, 0);
+        append(&mut store, &[], TRIM_MIN - 1);
+        assert_eq!(
+            store.log_stats().oldest,
+            Some(0),
+            "fewer than TRIM_MIN passed: kept"
+        );
+        append(&mut store, &[], TRIM_MIN);
+        let stats = store.log_stats();
+        assert_eq!((stats.oldest, stats.entries), (Some(TRIM_MIN), 100));
+        let read = store.read_log(0, usize::MAX).expect("read");
+        assert_eq!(
+            read.first().map(|e| e.seq),
+            Some(TRIM_MIN),
+            "gone from the file too"
+        );
+    }
 }
