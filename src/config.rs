@@ -97,7 +97,8 @@ pub struct Settings {
     /// Source IP of outbound deliveries [default: the --listen IP unless it is a wildcard].
     #[arg(long, env = "CRNPD_SOURCE_ADDR")]
     pub source_addr: Option<IpAddr>,
-    /// Source port of outbound deliveries; 0 for an ephemeral port each [default: the --listen port].
+    /// Source port of outbound deliveries; 0 for an ephemeral port each [default: the --listen
+    /// port]. Bound at start-up, which fails if it cannot be had, and held while crnpd runs.
     #[arg(long, env = "CRNPD_SOURCE_PORT")]
     pub source_port: Option<u16>,
     /// Largest registration message in bytes [default: 65536].

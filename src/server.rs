@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::control::serve::HttpLimits;
 use crate::control::tls::{Tls, TlsError};
 use crate::control::{self, ControlState};
-use crate::engine::{self, CoreChannels, Engine};
+use crate::engine::{self, CoreChannels, Engine, EngineError};
 use crate::registry::service::{self, ServiceError, ServiceLimits};
 use crate::registry::{RegistryLimits, Store, StoreError};
 use crate::telemetry;
@@ -36,6 +36,9 @@ pub enum StartError {
     /// A setting is unsafe in combination with another.
     #[error("{0}")]
     Unsafe(String),
+    /// The data plane could not start (where deliveries leave from, or its threads).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -202,6 +205,7 @@ async fn serve(
         addr: config.listen,
         source,
     })?;
+    let source = engine::reserve_source(&config, listen)?;
     telemetry::register_cores(config.cores);
     let channels = CoreChannels::new(config.cores);
     let (dispatcher, probe) = (channels.dispatcher(), channels.probe());
@@ -215,8 +219,9 @@ async fn serve(
         retention: config.retention,
     };
     let (registry, registry_thread) = service::start(store, limits, dispatcher)?;
-    let engine = Engine::start(&config, listeners, listen, channels, &registry, &budget)
-        .map_err(|e| StartError::Runtime(format!("cores: {e}")))?;
+    let engine = Engine::start(
+        &config, listeners, listen, source, channels, &registry, &budget,
+    )?;
     state.activate(registry.clone(), probe);
     tracing::info!(listen = %engine.listen, http = %http_addr, cores = config.cores, "crnpd started");
     println!("crnpd ready listen={} http={}", engine.listen, http_addr);

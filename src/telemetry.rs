@@ -58,7 +58,7 @@ pub const COMMIT_SECONDS: &str = "crnp_registry_commit_seconds";
 /// Registry commits that failed (their whole batch was refused).
 pub const COMMIT_ERRORS: &str = "crnp_registry_commit_errors_total";
 /// Delivery attempts put off because crnpd itself ran short (descriptors, memory, socket
-/// buffers), by resource (see [`Shortage`]) and core; never counted against a client.
+/// buffers, local ports), by resource (see [`Shortage`]) and core; never counted against a client.
 pub const LOCAL_SHORTAGES: &str = "crnp_local_shortages_total";
 /// Deliveries one core may have in flight at once: its share of the descriptor budget.
 pub const DELIVERY_SLOTS: &str = "crnp_delivery_slots";
@@ -172,7 +172,7 @@ pub fn describe() {
     );
     describe_counter!(
         DELIVERY_FAILURES,
-        "Failed delivery attempts by cause (refused, timeout, reset, no_port, other) and core."
+        "Failed delivery attempts by cause (refused, timeout, reset, other) and core."
     );
     describe_counter!(
         EVENTS_DELIVERED,
@@ -235,7 +235,7 @@ pub fn describe() {
     );
     describe_counter!(
         LOCAL_SHORTAGES,
-        "Delivery attempts put off because crnpd itself ran short (descriptors, memory, buffers), by resource and core; never counted against a client."
+        "Delivery attempts put off because crnpd itself ran short (descriptors, memory, buffers, ports), by resource and core; never counted against a client."
     );
     describe_gauge!(
         DELIVERY_SLOTS,

@@ -1,6 +1,7 @@
 //! The delivery rules, tested exactly: the real [`Registry`] and three real [`Shard`]s, driven
 //! the way the registry service and the cores drive them, with a virtual clock and scripted
-//! attempt outcomes (ok, refused, timeout, reset, no port, a shortage of crnpd's own). No
+//! attempt outcomes (ok, refused, timeout, reset, a shortage of crnpd's own ports or
+//! descriptors). No
 //! sockets, no sleeps, no threads. An independent model of what each client is owed checks,
 //! after every step and at the end of each schedule:
 //!
@@ -879,7 +880,7 @@ impl Sim {
             55..65 => Err(AttemptError::Failed(FailureCause::Refused)),
             65..75 => Err(AttemptError::Failed(FailureCause::Timeout)),
             75..80 => Err(AttemptError::Failed(FailureCause::Reset)),
-            80..85 => Err(AttemptError::Failed(FailureCause::NoPort)),
+            80..85 => Err(AttemptError::Shortage(Shortage::Ports)),
             _ => Err(AttemptError::Shortage(Shortage::Descriptors)),
         }
     }
@@ -1780,4 +1781,88 @@ fn a_latest_state_run_at_the_head_does_not_hold_the_cursor_back() {
         },
         "everything owed below the live event, the state of b not confirmed"
     );
+}
+
+/// A client whose one 4-tuple stays busy (EADDRNOTAVAIL after a restart, or a client host
+/// without TCP timestamps: a shortage of crnpd's own ports) backs off on its own, 10 ms
+/// doubling to 1 s, whatever the other clients' attempts do; it is never counted toward its
+/// removal, and the core is short exactly while some client is.
+#[test]
+fn a_shortage_backs_off_per_client_and_never_counts_toward_removal() {
+    let mut now = Instant::now();
+    let (busy, other) = (clients()[0], clients()[1]);
+    let mut registry = Registry::new(LIMITS);
+    let mut shard = Shard::new(0, POLICY);
+    for id in [busy, other] {
+        let reg = CallbackReg {
+            port: id.port,
+            reg_type: RegType::AddClient,
+            events: vec![EventType::r_state("a")],
+        };
+        let change = registry.register(id.ip, &reg, 0).expect("applied");
+        assert!(shard.apply(change).is_empty(), "nothing to deliver yet");
+    }
+    let mut slots = HashMap::new();
+    for n in 0..4 {
+        let published = registry.publish(r_event("a", &format!("s{n}")), now);
+        for effect in shard.publish(&published) {
+            if let Effect::Wake { client, slot } = effect {
+                slots.insert(client, slot);
+            }
+        }
+    }
+    let ports = Err(AttemptError::Shortage(Shortage::Ports));
+    let attempt = |shard: &mut Shard, id: ClientId, result, now| {
+        let slot = slots[&id];
+        match shard.next(id, slot, now) {
+            Some(Next::Deliver(_)) => shard.finished(id, slot, result, now),
+            other => panic!("{id}: expected a delivery at {now:?}, got {other:?}"),
+        }
+    };
+    let mut wait = Duration::from_millis(10);
+    for round in 0..10 {
+        assert_eq!(
+            attempt(&mut shard, busy, ports, now),
+            Settled::Deferred(now + wait),
+            "round {round}: the busy client's own back-off"
+        );
+        assert!(shard.short(), "round {round}: the core is short");
+        match round {
+            0..3 => assert_eq!(
+                attempt(&mut shard, other, Ok(()), now),
+                Settled::Delivered,
+                "the other client is served meanwhile, and its successes reset nothing of the busy one's"
+            ),
+            6 => assert_eq!(
+                attempt(&mut shard, other, ports, now),
+                Settled::Deferred(now + Duration::from_millis(10)),
+                "another client's first shortage starts at 10 ms, whatever the busy one is at"
+            ),
+            7 => assert_eq!(attempt(&mut shard, other, Ok(()), now), Settled::Delivered),
+            _ => {}
+        }
+        now += wait;
+        wait = (wait * 2).min(Duration::from_secs(1));
+    }
+    assert_eq!(
+        attempt(&mut shard, busy, Ok(()), now),
+        Settled::Delivered,
+        "ten shortages, more than the {} attempts a failure gets, removed nothing",
+        POLICY.attempts
+    );
+    assert!(!shard.short(), "no client is short any more");
+    assert_eq!(
+        attempt(&mut shard, busy, ports, now),
+        Settled::Deferred(now + Duration::from_millis(10)),
+        "a delivery ended the back-off"
+    );
+    assert!(shard.short());
+    let remove = CallbackReg {
+        port: busy.port,
+        reg_type: RegType::RemoveClient,
+        events: vec![],
+    };
+    let change = registry.register(busy.ip, &remove, 0).expect("applied");
+    shard.apply(change);
+    assert!(!shard.short(), "a removed client is short no more");
 }

@@ -7,12 +7,14 @@
 //! client rejects; `--source-port N` another fixed port; a wildcard `--listen` and
 //! `--source-addr` work too; the TIME_WAIT entries deliveries leave on the listen port do not
 //! keep a restarted server off it. With TCP timestamps off (a private network namespace, root only)
-//! the TIME_WAIT 4-tuple cannot be reused: that is a counted, retried `no_port` failure of that
-//! client alone, while other clients keep receiving.
+//! the TIME_WAIT 4-tuple cannot be reused: the client's next delivery waits the TIME_WAIT out
+//! as a shortage of crnpd's own ports (tried again within a second, never counted against the
+//! client), while other clients keep receiving.
 
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use common::*;
 use socket2::{Domain, Socket, Type};
@@ -256,18 +258,12 @@ fn the_time_wait_deliveries_leave_does_not_keep_a_restart_off_the_listen_port() 
 }
 
 #[test]
-fn without_timestamps_a_reused_4_tuple_is_a_counted_retried_failure_of_that_client_alone() {
+fn without_timestamps_a_busy_4_tuple_is_waited_out_as_crnpds_shortage_and_stalls_no_other_client() {
     std::thread::spawn(|| {
         enter_private_netns(&[("tcp_timestamps", "0")]);
-        // Three attempts 2 s apart: the busy client is retried for 4 s before it is removed.
-        let crnpd = Crnpd::start(&[
-            "--client-retry-count",
-            "3",
-            "--client-retry-interval",
-            "6",
-            "--client-timeout",
-            "2",
-        ]);
+        // The default retry schedule: were the busy 4-tuple counted as the client's failure,
+        // its next attempt would be 10 minutes away.
+        let crnpd = Crnpd::start(&[]);
         let busy = StrictClient::listen(ip(1), crnpd.listen);
         register_for_everything(&crnpd, ip(1), busy.port());
         let healthy: Vec<StrictClient> = (0..3)
@@ -287,13 +283,24 @@ fn without_timestamps_a_reused_4_tuple_is_a_counted_retried_failure_of_that_clie
         // The first delivery to `busy` leaves its 4-tuple in TIME_WAIT for 60 s...
         publish_burst(&crnpd, 1);
         assert_eq!(busy.accept_all(1), vec![0]);
-        // ...so without timestamps the second cannot connect: EADDRNOTAVAIL, cause no_port.
-        publish_burst(&crnpd, 1);
+        // ...so without timestamps the next cannot connect (EADDRNOTAVAIL) until it ends: a
+        // shortage of crnpd's own ports, put off and tried again, not the client's failure.
+        let (status, body) = crnpd.publish_json(&json_event(
+            "EC_Cluster",
+            "ESC_cluster_membership",
+            &[("n", "1")],
+        ));
+        assert_eq!(status, 202, "{body}");
         crnpd.wait_metric(
-            "crnp_delivery_failures_total",
-            &["cause=\"no_port\""],
+            "crnp_local_shortages_total",
+            &["resource=\"ports\""],
             |v| v >= 1.0,
         );
+        let path = format!("/v1/clients/{}:{}", ip(1), busy.port());
+        let (status, shown) = http(crnpd.http, "GET", &path, None, None);
+        assert_eq!(status, 200, "{shown}");
+        let shown: serde_json::Value = serde_json::from_str(&shown).expect("client JSON");
+        assert_eq!(shown["last_delivery"], "deferred: ports", "{shown}");
         // Meanwhile every other client gets its events (each has a 4-tuple of its own).
         for (k, client) in healthy.iter().enumerate() {
             crnpd.publish_json(&json_event(
@@ -306,28 +313,191 @@ fn without_timestamps_a_reused_4_tuple_is_a_counted_retried_failure_of_that_clie
                 Verdict::Rejected(peer) => panic!("healthy client {k}: delivery from {peer}"),
             }
         }
-        assert_eq!(
-            crnpd.metric("crnp_clients_removed_total", &["reason=\"unreachable\""]),
-            0.0,
-            "the healthy clients were served while the busy one was still being retried"
-        );
-        // The busy client's attempts are retried after the gap and counted; then it is removed.
-        crnpd.wait_metric(
-            "crnp_clients_removed_total",
-            &["reason=\"unreachable\""],
-            |v| v == 1.0,
-        );
-        assert_eq!(
-            crnpd.metric("crnp_delivery_failures_total", &["cause=\"no_port\""]),
-            3.0
-        );
-        assert_eq!(crnpd.metric("crnp_delivery_failures_total", &[]), 3.0);
+        // Once the TIME_WAIT ends, the busy client gets its event from the registration
+        // address and port, within a second (the back-off's longest wait).
+        let (peer, event) = busy.inner.next_within(Duration::from_secs(90));
+        assert_eq!(peer, busy.expect);
+        assert_eq!(sequence_of(&event), 1);
+        let shortages = crnpd.metric("crnp_local_shortages_total", &["resource=\"ports\""]);
         assert!(
-            busy.inner.nothing_yet(),
-            "nothing more reached the busy client"
+            (2.0..=120.0).contains(&shortages),
+            "tried again, backing off to 1 s over the 60 s TIME_WAIT, not in a tight loop: {shortages}"
         );
+        assert_eq!(crnpd.metric("crnp_delivery_failures_total", &[]), 0.0);
+        assert_eq!(crnpd.metric("crnp_clients_removed_total", &[]), 0.0);
         crnpd.wait_metric("crnp_deliveries_in_flight", &[], |v| v == 0.0);
     })
     .join()
     .expect("the test thread");
+}
+
+/// Start-up binds where deliveries leave from, the way they will be bound; a source that
+/// cannot be had stops start-up with a clear error naming it, rather than deferring every
+/// delivery while looking healthy.
+fn start_refused(args: &[&str]) -> String {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let (mut crnpd, log) = spawn(&temp.path().join("data"), temp.path(), args);
+    let status = wait_exit(&mut crnpd);
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{said}");
+    said
+}
+
+#[test]
+fn a_source_port_another_program_holds_stops_start_up_and_a_started_crnpd_keeps_its_port() {
+    let listen = SocketAddr::new(ip(1), dead_port(ip(1))).to_string();
+    let other = std::net::TcpListener::bind(SocketAddr::new(ip(1), 0)).expect("bind");
+    let taken = other.local_addr().expect("addr").port().to_string();
+    let said = start_refused(&["--listen", &listen, "--source-port", &taken]);
+    assert!(
+        said.contains(&format!("deliveries cannot leave from {}:{taken}", ip(1)))
+            && said.contains("--source-port"),
+        "{said}"
+    );
+    drop(other);
+    // Started, crnpd holds the port: another program cannot take it from under the deliveries.
+    let crnpd = Crnpd::start(&["--listen", &listen, "--source-port", &taken]);
+    let held = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let refused = held
+        .bind(&SocketAddr::new(ip(1), taken.parse().expect("port")).into())
+        .expect_err("the source port is crnpd's");
+    assert_eq!(refused.kind(), std::io::ErrorKind::AddrInUse);
+    let client = StrictClient::listen(ip(1), SocketAddr::new(ip(1), taken.parse().expect("port")));
+    register_for_everything(&crnpd, ip(1), client.port());
+    publish_burst(&crnpd, 3);
+    assert_eq!(client.accept_all(3), vec![0, 1, 2]);
+}
+
+#[test]
+fn a_source_addr_not_on_this_host_stops_start_up() {
+    std::thread::spawn(|| {
+        // A namespace of our own holds only loopback: 127.0.0.2 is local, 10.0.0.1 is not.
+        enter_private_netns(&[]);
+        let said = start_refused(&["--source-addr", "10.0.0.1"]);
+        assert!(
+            said.contains("deliveries cannot leave from 10.0.0.1:")
+                && said.contains("--source-addr"),
+            "{said}"
+        );
+    })
+    .join()
+    .expect("the test thread");
+}
+
+#[test]
+fn the_ocf_agent_passes_source_port_to_crnpd() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let free = || dead_port(ip(1));
+    let (listen, http_arg, source_port) = (
+        format!("{}:{}", ip(1), free()),
+        format!("{}:{}", ip(1), free()),
+        free(),
+    );
+    let (data, pidfile, logfile) = (
+        temp.path().join("data"),
+        temp.path().join("crnpd.pid"),
+        temp.path().join("crnpd.log"),
+    );
+    let source_port_arg = source_port.to_string();
+    let params = [
+        ("binary", crnpd_bin()),
+        ("crnp", env!("CARGO_BIN_EXE_crnp")),
+        ("data_dir", data.to_str().expect("utf8")),
+        ("listen", &listen),
+        ("http", &http_arg),
+        ("source_port", &source_port_arg),
+        ("pidfile", pidfile.to_str().expect("utf8")),
+        ("logfile", logfile.to_str().expect("utf8")),
+    ];
+    let log = || std::fs::read_to_string(&logfile).unwrap_or_default();
+    assert_eq!(
+        ocf_agent("crnpd_source_port", "start", &params),
+        0,
+        "start: {}",
+        log()
+    );
+    let (listen, http_addr): (SocketAddr, SocketAddr) = (
+        listen.parse().expect("listen"),
+        http_arg.parse().expect("http"),
+    );
+    let client = StrictClient::listen(ip(1), SocketAddr::new(ip(1), source_port));
+    let everything = event_type("EC_Cluster", None, &[]);
+    let registration = reg("ADD_CLIENT", client.port(), &everything);
+    assert_eq!(
+        status_of(&exchange(listen, ip(1), registration.as_bytes())),
+        "OK"
+    );
+    let event = json_event("EC_Cluster", "ESC_cluster_membership", &[("n", "0")]);
+    let published = http(
+        http_addr,
+        "POST",
+        "/v1/events",
+        Some(("application/json", event.as_bytes())),
+        None,
+    );
+    assert_eq!(published.0, 202, "{published:?}");
+    let delivered = client.accept_all(1);
+    assert_eq!(
+        ocf_agent("crnpd_source_port", "stop", &params),
+        0,
+        "stop: {}",
+        log()
+    );
+    assert_eq!(delivered, vec![0], "from the source_port given");
+}
+
+/// After a kill -9 with a delivery in flight to a client that has not read it, the dead
+/// process's connection lives on in the kernel (FIN_WAIT_2) until the client closes it, and
+/// holds the client's one 4-tuple. The restarted crnpd's attempts get EADDRNOTAVAIL until then:
+/// a shortage of its own ports, tried again within a second, so the client gets its event as
+/// soon as it closes the old connection, not one retry gap (10 minutes by default) later.
+#[test]
+fn after_a_kill9_a_4_tuple_the_dead_process_holds_delays_a_client_until_it_closes_not_a_retry_gap()
+{
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let listen = SocketAddr::new(ip(1), dead_port(ip(1)));
+    let listen_arg = listen.to_string();
+    // The default retry schedule.
+    let args = ["--listen", listen_arg.as_str()];
+    let crnpd = Crnpd::start_in(&data, temp.path(), &args);
+    let subscriber = std::net::TcpListener::bind(SocketAddr::new(ip(1), 0)).expect("bind");
+    let port = subscriber.local_addr().expect("addr").port();
+    register_for_everything(&crnpd, ip(1), port);
+    publish_burst(&crnpd, 1);
+    let (mut held, peer) = subscriber.accept().expect("the delivery connects");
+    assert_eq!(peer, listen);
+    // The event and crnpd's FIN wait unread in `held`; crnpd waits for our close.
+    crnpd.wait_metric("crnp_deliveries_in_flight", &[], |v| v == 1.0);
+    crnpd.kill9();
+    let restarted = Crnpd::start_in(&data, temp.path(), &args);
+    restarted.wait_metric("crnp_local_shortages_total", &["resource=\"ports\""], |v| {
+        v >= 1.0
+    });
+    let mut first = String::new();
+    held.set_read_timeout(Some(WAIT)).expect("timeout");
+    std::io::Read::read_to_string(&mut held, &mut first).expect("the first delivery");
+    assert_eq!(sequence_of(&first), 0);
+    drop(held);
+    // The old connection is closed: the 4-tuple is free, and the retried event arrives.
+    let (accepted, arrived) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = accepted.send(subscriber.accept().map(|(mut stream, peer)| {
+            let mut event = String::new();
+            let _ = stream.set_read_timeout(Some(WAIT));
+            let _ = std::io::Read::read_to_string(&mut stream, &mut event);
+            (peer, event)
+        }));
+    });
+    let (peer, again) = arrived
+        .recv_timeout(WAIT)
+        .expect("the event arrives again within seconds, not a retry gap")
+        .expect("accept");
+    assert_eq!(peer, listen);
+    assert_eq!(
+        sequence_of(&again),
+        0,
+        "the event the crash left unconfirmed"
+    );
+    assert_eq!(restarted.metric("crnp_delivery_failures_total", &[]), 0.0);
 }

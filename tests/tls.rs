@@ -298,26 +298,6 @@ fn the_crnp_cli_publishes_over_https_with_its_ca_and_refuses_without_it() {
     assert!(health.status.success(), "{health:?}");
 }
 
-/// Runs the OCF agent's `action` with `params` as its `OCF_RESKEY_*`; returns the exit code.
-fn ocf(action: &str, params: &[(&str, &str)]) -> i32 {
-    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pacemaker/crnpd.ocf");
-    assert!(
-        Path::new("/usr/lib/ocf/lib/heartbeat/ocf-shellfuncs").exists(),
-        "the OCF agent needs resource-agents (scripts/install-test-deps)"
-    );
-    let mut command = Command::new("bash");
-    command
-        .arg(agent)
-        .arg(action)
-        .env("OCF_ROOT", "/usr/lib/ocf")
-        .env("OCF_RESOURCE_INSTANCE", "crnpd_tls");
-    for (name, value) in params {
-        command.env(format!("OCF_RESKEY_{name}"), value);
-    }
-    let output = command.output().expect("run the OCF agent");
-    output.status.code().unwrap_or(-1)
-}
-
 #[test]
 fn the_ocf_agent_starts_crnpd_with_tls_and_monitors_it_over_https() {
     let temp = tempfile::tempdir().expect("tempdir");
@@ -345,23 +325,42 @@ fn the_ocf_agent_starts_crnpd_with_tls_and_monitors_it_over_https() {
         ("logfile", logfile.to_str().expect("utf8")),
     ];
     let log = || std::fs::read_to_string(&logfile).unwrap_or_default();
-    assert_eq!(ocf("start", &params), 0, "start: {}", log());
-    assert_eq!(ocf("monitor", &params), 0, "monitor over HTTPS: {}", log());
+    assert_eq!(
+        ocf_agent("crnpd_tls", "start", &params),
+        0,
+        "start: {}",
+        log()
+    );
+    assert_eq!(
+        ocf_agent("crnpd_tls", "monitor", &params),
+        0,
+        "monitor over HTTPS: {}",
+        log()
+    );
     let ready = curl(&[
         "--cacert",
         ca.to_str().expect("utf8"),
         &format!("https://{http}/readyz"),
     ]);
     assert!(ready.status.success(), "{ready:?}");
-    assert_eq!(ocf("stop", &params), 0, "stop: {}", log());
-    assert_eq!(ocf("monitor", &params), 7, "not running after stop");
+    assert_eq!(
+        ocf_agent("crnpd_tls", "stop", &params),
+        0,
+        "stop: {}",
+        log()
+    );
+    assert_eq!(
+        ocf_agent("crnpd_tls", "monitor", &params),
+        7,
+        "not running after stop"
+    );
     let without_key: Vec<(&str, &str)> = params
         .iter()
         .filter(|(name, _)| *name != "tls_key")
         .copied()
         .collect();
     assert_eq!(
-        ocf("start", &without_key),
+        ocf_agent("crnpd_tls", "start", &without_key),
         6,
         "tls_cert without tls_key is a configuration error"
     );

@@ -16,9 +16,6 @@ labelled! {
         Timeout => "timeout",
         /// The client reset the connection.
         Reset => "reset",
-        /// No local port could be had toward this client (EADDRNOTAVAIL: ephemeral ports used
-        /// up, or its one fixed-port 4-tuple still in TIME_WAIT).
-        NoPort => "no_port",
         /// Anything else the network said.
         Other => "other",
     }
@@ -35,6 +32,11 @@ labelled! {
         Memory => "memory",
         /// The kernel is out of socket buffers (ENOBUFS).
         Buffers => "buffers",
+        /// No local port or 4-tuple toward the client is free (EADDRNOTAVAIL, EADDRINUSE): the
+        /// client's one fixed-port 4-tuple is still held, in TIME_WAIT (a client host without
+        /// TCP timestamps) or by a connection an earlier crnpd process left, or, with ephemeral
+        /// ports, the ports toward it are used up. The ports are crnpd's; the client is fine.
+        Ports => "ports",
     }
 }
 
@@ -63,8 +65,8 @@ mod tests {
     #[test]
     fn labels_are_distinct_and_in_series_order() {
         let causes: Vec<&str> = FailureCause::ALL.iter().map(|c| c.label()).collect();
-        assert_eq!(causes, ["refused", "timeout", "reset", "no_port", "other"]);
+        assert_eq!(causes, ["refused", "timeout", "reset", "other"]);
         let shortages: Vec<&str> = Shortage::ALL.iter().map(|s| s.label()).collect();
-        assert_eq!(shortages, ["descriptors", "memory", "buffers"]);
+        assert_eq!(shortages, ["descriptors", "memory", "buffers", "ports"]);
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-use super::{AfterFailure, AttemptError, DeliveryQueue, FailureCause, Next, RetryPolicy, Run};
+use super::{
+    AfterFailure, AttemptError, DeliveryQueue, FailureCause, Next, RetryPolicy, Run, Shortage,
+};
 use crate::protocol::{EventType, Text};
 use crate::registry::{
     Change, ClientId, CursorReport, Lagging, PublishedEvent, RemovalReason, Replay, Resume, matches,
@@ -62,6 +64,8 @@ pub enum LastDelivery {
     Ok,
     /// It failed, with this cause.
     Failed(FailureCause),
+    /// It was put off by a shortage of crnpd's own (not counted against the client).
+    Deferred(Shortage),
 }
 
 /// One client as its core sees it.
@@ -76,6 +80,8 @@ pub struct ShardClient {
     task_running: bool,
     last_enqueued: Option<u64>,
     last_delivery: Option<LastDelivery>,
+    /// The wait after this client's next shortage; zero while its attempts are not short.
+    shortage_wait: Duration,
 }
 
 impl ShardClient {
@@ -108,8 +114,8 @@ pub struct Shard {
     next_slot: u64,
     queued: usize,
     policy: RetryPolicy,
-    /// The wait after the next shortage; zero while there is none.
-    shortage_wait: Duration,
+    /// Clients whose last attempt was put off by a shortage of crnpd's own.
+    short_clients: usize,
     /// The core's number, for its cursor reports.
     core: usize,
     /// Changes and events applied so far.
@@ -129,7 +135,7 @@ impl Shard {
             next_slot: 0,
             queued: 0,
             policy,
-            shortage_wait: Duration::ZERO,
+            short_clients: 0,
             core,
             received: 0,
             position: None,
@@ -175,9 +181,9 @@ impl Shard {
         self.queued
     }
 
-    /// True while attempts are being put off for a shortage of crnpd's own.
+    /// True while some client's attempts are being put off for a shortage of crnpd's own.
     pub fn short(&self) -> bool {
-        !self.shortage_wait.is_zero()
+        self.short_clients > 0
     }
 
     /// The clients, in no particular order.
@@ -223,6 +229,7 @@ impl Shard {
                     task_running: false,
                     last_enqueued: None,
                     last_delivery: None,
+                    shortage_wait: Duration::ZERO,
                 });
                 if client.slot == slot {
                     self.next_slot += 1;
@@ -328,7 +335,9 @@ impl Shard {
 
     /// Settles the attempt the task started with the last [`Shard::next`]. A failure of the
     /// client's side counts toward its removal; a shortage of crnpd's own never does, and puts
-    /// the attempt off by 10 ms, doubling to 1 s while shortages go on.
+    /// the attempt off by 10 ms, doubling to 1 s while that client's attempts stay short. The
+    /// back-off is the client's own: one client whose 4-tuple is busy neither slows the others
+    /// nor is hurried by their successes.
     pub fn finished(
         &mut self,
         id: ClientId,
@@ -340,18 +349,29 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id).filter(|c| c.slot == slot) else {
             return Settled::Gone;
         };
+        let shortage = match result {
+            Err(AttemptError::Shortage(shortage)) => Some(shortage),
+            _ => None,
+        };
+        match (client.shortage_wait.is_zero(), shortage.is_some()) {
+            (true, true) => self.short_clients += 1,
+            (false, false) => self.short_clients -= 1,
+            _ => {}
+        }
+        client.shortage_wait = match shortage {
+            Some(_) => (client.shortage_wait * 2).clamp(SHORTAGE_WAIT_MIN, SHORTAGE_WAIT_MAX),
+            None => Duration::ZERO,
+        };
         match result {
             Ok(()) => {
                 client.queue.succeeded();
                 client.last_delivery = Some(LastDelivery::Ok);
                 self.queued -= 1;
-                self.shortage_wait = Duration::ZERO;
                 Settled::Delivered
             }
-            Err(AttemptError::Shortage(_)) => {
-                self.shortage_wait =
-                    (self.shortage_wait * 2).clamp(SHORTAGE_WAIT_MIN, SHORTAGE_WAIT_MAX);
-                let at = now + self.shortage_wait;
+            Err(AttemptError::Shortage(shortage)) => {
+                client.last_delivery = Some(LastDelivery::Deferred(shortage));
+                let at = now + client.shortage_wait;
                 client.queue.deferred(at);
                 Settled::Deferred(at)
             }
@@ -379,6 +399,9 @@ impl Shard {
     fn remove(&mut self, id: ClientId) {
         if let Some(client) = self.clients.remove(&id) {
             self.queued -= client.queue.len();
+            if !client.shortage_wait.is_zero() {
+                self.short_clients -= 1;
+            }
             self.unindex(id, &client.types);
         }
     }

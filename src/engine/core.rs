@@ -225,6 +225,7 @@ impl Core {
                 last_delivery: client.last_delivery().map(|last| match last {
                     LastDelivery::Ok => "ok".to_owned(),
                     LastDelivery::Failed(cause) => format!("error: {cause}"),
+                    LastDelivery::Deferred(shortage) => format!("deferred: {shortage}"),
                 }),
             })
             .collect()
@@ -257,8 +258,10 @@ impl Core {
         result
     }
 
-    /// Counts how an attempt settled, and says so in the log where an operator needs it.
-    fn record(&self, id: ClientId, item: &Item, result: Result<(), AttemptError>, was_short: bool) {
+    /// Counts how an attempt settled, and says so in the log where an operator needs it: once
+    /// when the core's first client becomes short of crnpd's own resources, once when the last
+    /// one is no longer.
+    fn record(&self, id: ClientId, item: &Item, result: Result<(), AttemptError>, short: Shift) {
         match result {
             Ok(()) => {
                 self.metrics.attempts_ok.increment(1);
@@ -266,13 +269,13 @@ impl Core {
                 self.metrics
                     .latency
                     .record(item.accepted_at.elapsed().as_secs_f64());
-                if was_short {
+                if short == Shift::Ended {
                     tracing::info!("deliveries resumed after a shortage of crnpd's own resources");
                 }
             }
             Err(AttemptError::Shortage(shortage)) => {
                 self.metrics.shortage(shortage);
-                if !was_short {
+                if short == Shift::Began {
                     tracing::warn!(client = %id, %shortage, "crnpd is short of its own resources; deliveries wait and are not counted as failed");
                 }
             }
@@ -298,11 +301,12 @@ async fn deliver_loop(core: Rc<Core>, id: ClientId, slot: u64) {
         };
         let result = core.attempt(id, &item).await;
         let was_short = core.shard.borrow().short();
-        core.record(id, &item, result, was_short);
         let settled = core
             .shard
             .borrow_mut()
             .finished(id, slot, result, Instant::now());
+        let short = Shift::between(was_short, core.shard.borrow().short());
+        core.record(id, &item, result, short);
         if let Settled::GaveUp(removal) = settled {
             if let Err(last) = result {
                 tracing::info!(client = %id, %last, "delivery attempts exhausted");
@@ -311,5 +315,26 @@ async fn deliver_loop(core: Rc<Core>, id: ClientId, slot: u64) {
         }
         core.metrics.queued.set(core.shard.borrow().queued() as f64);
         drop(item);
+    }
+}
+
+/// How an attempt moved the core's "some client is short of crnpd's own resources" state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shift {
+    /// The first client became short.
+    Began,
+    /// The last short client is not any more.
+    Ended,
+    /// No change.
+    Same,
+}
+
+impl Shift {
+    fn between(before: bool, after: bool) -> Self {
+        match (before, after) {
+            (false, true) => Shift::Began,
+            (true, false) => Shift::Ended,
+            _ => Shift::Same,
+        }
     }
 }

@@ -149,6 +149,25 @@ impl Dispatcher for CoreDispatcher {
     }
 }
 
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Deliveries could not be bound where they must leave from (`--source-addr`,
+    /// `--source-port`): the address is not on this host, or another program holds the port.
+    #[error(
+        "deliveries cannot leave from {from}: {source} (is --source-addr an address of this host? does another program hold --source-port?)"
+    )]
+    Source {
+        /// The source address, `*` where the kernel chooses.
+        from: String,
+        /// What the bind said.
+        source: std::io::Error,
+    },
+    /// A core's thread could not be started.
+    #[error("cannot start a core thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// The running data plane.
 #[derive(Debug)]
 pub struct Engine {
@@ -156,6 +175,28 @@ pub struct Engine {
     threads: Vec<JoinHandle<()>>,
     /// The address registrations are accepted on (the real port when 0 was asked for).
     pub listen: SocketAddr,
+    /// Held, not used: keeps a fixed source port ours while crnpd runs.
+    _source: Option<socket2::Socket>,
+}
+
+/// Where deliveries leave from, checked at start-up: the address is on this host and the
+/// port is ours (a socket bound there is held while crnpd runs).
+#[derive(Debug)]
+pub struct DeliverySource {
+    source: outbound::Source,
+    reserved: Option<socket2::Socket>,
+}
+
+/// Binds where deliveries will leave from (`--source-addr`, `--source-port`), so that a
+/// source that cannot be had stops start-up with a clear error, before the registry opens,
+/// rather than putting off every delivery; `listen` is the bound registration address.
+pub fn reserve_source(config: &Config, listen: SocketAddr) -> Result<DeliverySource, EngineError> {
+    let source = delivery_source(config, listen);
+    let reserved = outbound::reserve(listen, source).map_err(|error| EngineError::Source {
+        from: describe(source),
+        source: error,
+    })?;
+    Ok(DeliverySource { source, reserved })
 }
 
 /// Where deliveries leave from: `--source-addr` and, unless `--source-port 0`, a fixed port,
@@ -176,16 +217,31 @@ pub fn bind(config: &Config) -> std::io::Result<(Vec<std::net::TcpListener>, Soc
     listener::bind_all(config.listen, config.cores)
 }
 
+/// Where deliveries leave from, as "IP:PORT" with `*` for what the kernel chooses (for errors).
+fn describe(source: outbound::Source) -> String {
+    let ip = source
+        .ip
+        .map_or_else(|| "*".to_owned(), |ip| ip.to_string());
+    let port = source
+        .port
+        .map_or_else(|| "*".to_owned(), |port| port.to_string());
+    match source.ip {
+        Some(std::net::IpAddr::V6(_)) => format!("[{ip}]:{port}"),
+        _ => format!("{ip}:{port}"),
+    }
+}
+
 impl Engine {
-    /// Starts one thread per core on the bound listeners.
+    /// Starts one thread per core on the bound listeners, delivering from `source`.
     pub fn start(
         config: &Config,
         listeners: Vec<std::net::TcpListener>,
         listen: SocketAddr,
+        source: DeliverySource,
         channels: CoreChannels,
         registry: &RegistryHandle,
         budget: &DescriptorBudget,
-    ) -> std::io::Result<Engine> {
+    ) -> Result<Engine, EngineError> {
         let settings = CoreSettings {
             policy: RetryPolicy {
                 attempts: config.client_retry_count,
@@ -193,7 +249,7 @@ impl Engine {
                 max_queue: config.max_queue_depth,
             },
             client_timeout: config.client_timeout,
-            source: delivery_source(config, listen),
+            source: source.source,
             max_connections: budget.registrations_per_core,
             delivery_slots: budget.deliveries_per_core,
             cursor_interval: config.cursor_interval,
@@ -217,13 +273,15 @@ impl Engine {
                     if let Err(error) = core::run(index, settings, registrar, listener, inbox) {
                         tracing::error!(core = index, %error, "core stopped with an error");
                     }
-                })?;
+                })
+                .map_err(EngineError::Thread)?;
             threads.push(thread);
         }
         Ok(Engine {
             cores: channels.senders,
             threads,
             listen,
+            _source: source.reserved,
         })
     }
 

@@ -6,8 +6,10 @@
 //! With a fixed source port there is one 4-tuple per client, left in TIME_WAIT on our side by
 //! each attempt (we close first). A connect from an explicitly bound port reuses a TIME_WAIT
 //! 4-tuple when TCP timestamps were seen on it, whatever `tcp_tw_reuse` says; with a client that
-//! has timestamps off, connect fails with EADDRNOTAVAIL until the TIME_WAIT ends (60 s): a
-//! `NoPort` failure, retried like any other.
+//! has timestamps off, connect fails with EADDRNOTAVAIL until the TIME_WAIT ends (60 s), as it
+//! does after a restart while the old process's connection to a client that has not read its
+//! event yet still holds the 4-tuple: a shortage of crnpd's own ports ([`Shortage::Ports`]),
+//! tried again within a second and never counted against the client.
 
 use std::cell::RefCell;
 use std::io;
@@ -34,7 +36,7 @@ fn classify(error: &io::Error) -> AttemptError {
         Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED) => {
             AttemptError::Failed(FailureCause::Reset)
         }
-        Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE) => AttemptError::Failed(FailureCause::NoPort),
+        Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE) => AttemptError::Shortage(Shortage::Ports),
         Some(libc::EMFILE | libc::ENFILE) => AttemptError::Shortage(Shortage::Descriptors),
         Some(libc::ENOMEM) => AttemptError::Shortage(Shortage::Memory),
         Some(libc::ENOBUFS) => AttemptError::Shortage(Shortage::Buffers),
@@ -183,6 +185,23 @@ const SCRATCH_POOL: usize = 1024;
 const PEER_BYTES_LIMIT: usize = 64 * 1024;
 /// Read size while waiting for the client's close.
 const PEER_READ_CHUNK: usize = 512;
+
+/// Binds a socket the way deliveries will be bound, at start-up, so that a source that cannot
+/// be had (an address not on this host, a fixed port another program holds) stops start-up
+/// with a clear error rather than putting off every delivery. The socket is kept for the
+/// process's life: holding a fixed port keeps other programs off it. `None` when the kernel
+/// chooses both the address and the port.
+pub(crate) fn reserve(listen: SocketAddr, source: Source) -> io::Result<Option<Socket>> {
+    if source
+        == (Source {
+            ip: None,
+            port: None,
+        })
+    {
+        return Ok(None);
+    }
+    bound_socket(listen, source).map(Some)
+}
 
 /// A socket bound to the service address before connecting, so clients see the floating IP.
 /// A fixed port needs SO_REUSEPORT, as the listeners on it have (same user). SO_REUSEADDR is

@@ -462,6 +462,16 @@ impl Subscriber {
         (peer, String::from_utf8(bytes).expect("UTF-8 event"))
     }
 
+    /// The next delivery, waiting at most `timeout` (for a delivery known to take longer than
+    /// [`WAIT`], such as one waiting out a TIME_WAIT).
+    pub fn next_within(&self, timeout: Duration) -> (SocketAddr, String) {
+        let (peer, bytes) = self
+            .events
+            .recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("an event arrives within {timeout:?}"));
+        (peer, String::from_utf8(bytes).expect("UTF-8 event"))
+    }
+
     /// The next `n` deliveries' bytes.
     pub fn take(&self, n: usize) -> Vec<String> {
         (0..n).map(|_| self.next().1).collect()
@@ -504,6 +514,27 @@ pub fn enter_private_netns(sysctls: &[(&str, &str)]) {
         std::fs::write(format!("/proc/sys/net/ipv4/{key}"), value)
             .unwrap_or_else(|e| panic!("set net.ipv4.{key}={value} in the namespace: {e}"));
     }
+}
+
+/// Runs the OCF agent (tools/pacemaker/crnpd.ocf) as resource `instance`: its `action` with
+/// `params` as its `OCF_RESKEY_*`; returns the exit code.
+pub fn ocf_agent(instance: &str, action: &str, params: &[(&str, &str)]) -> i32 {
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pacemaker/crnpd.ocf");
+    assert!(
+        Path::new("/usr/lib/ocf/lib/heartbeat/ocf-shellfuncs").exists(),
+        "the OCF agent needs resource-agents (scripts/install-test-deps)"
+    );
+    let mut command = Command::new("bash");
+    command
+        .arg(agent)
+        .arg(action)
+        .env("OCF_ROOT", "/usr/lib/ocf")
+        .env("OCF_RESOURCE_INSTANCE", instance);
+    for (name, value) in params {
+        command.env(format!("OCF_RESKEY_{name}"), value);
+    }
+    let output = command.output().expect("run the OCF agent");
+    output.status.code().unwrap_or(-1)
 }
 
 /// A port nobody listens on (bound, read, released).
