@@ -128,7 +128,17 @@ fn assert_clear_startup_error(code: Option<i32>, stderr: &str, path: &Path, word
 }
 
 /// Polls until `check` holds, at most `limit`; a short sleep between tries.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+fn wait_until(limit: Duration, what: &str, check: impl FnMut() -> bool) -> Duration {
+    wait_until_explained(limit, what, check, String::new)
+}
+
+/// [`wait_until`], whose failure also shows `explain()` (a process's log).
+fn wait_until_explained(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    explain: impl Fn() -> String,
+) -> Duration {
     let started = Instant::now();
     loop {
         if check() {
@@ -136,7 +146,8 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> D
         }
         assert!(
             started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
+            "{what} did not happen within {limit:?}\n{}",
+            explain()
         );
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -683,10 +694,11 @@ fn a_standby_takes_over_within_seconds_of_kill9_with_the_same_ports_and_registry
     );
     let killed_at = Instant::now();
     active.kill9();
-    let took = wait_until(
+    let took = wait_until_explained(
         Duration::from_secs(10),
         "the standby becoming ready",
         || readyz(standby_http) == Some(200),
+        || std::fs::read_to_string(&standby_log).unwrap_or_default(),
     );
     println!(
         "standby ready {took:?} after the kill -9 ({:?} measured from the kill)",

@@ -549,6 +549,21 @@ fn a_full_disk_during_cursor_writes_loses_no_acknowledged_event_and_cursors_resu
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // While the disk stays full, cursor reports alone are committed once a second, doubling
+    // to 10 s, not every `--cursor-interval` (each failed commit reopens the store): over 15
+    // more deliveries (1.5 s and more of reports every 0.1 s), a few failed commits at most.
+    let (errors_before, delivered_before) = (
+        crnpd.metric("crnp_registry_commit_errors_total", &[]),
+        sink.count(),
+    );
+    wait_until(WAIT, "15 more deliveries", || {
+        sink.count() >= delivered_before + 15
+    });
+    let paused_errors = crnpd.metric("crnp_registry_commit_errors_total", &[]) - errors_before;
+    assert!(
+        paused_errors <= 4.0,
+        "cursor-only commits pause while commits fail: {paused_errors} failed commits"
+    );
     let batches = crnpd.metric("crnp_cursor_write_batches_total", &[]);
 
     // Room again: the next cursor write succeeds, without a restart.

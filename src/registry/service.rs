@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
@@ -334,6 +334,8 @@ pub fn start(
         store,
         limits,
         failed_in_a_row: 0,
+        cursors_wait_until: None,
+        cursor_pause: Duration::ZERO,
         dispatcher,
     };
     let thread = std::thread::Builder::new()
@@ -350,8 +352,21 @@ struct Service<D> {
     /// Commits that failed in a row: while the disk stays full, cursor reports would
     /// otherwise log a failure every few milliseconds.
     failed_in_a_row: u64,
+    /// After a batch of cursor reports alone failed to commit, the next such batch is not
+    /// committed before this time (their rows stay dirty and ride the next commit): each
+    /// failed commit reopens the store, and while the disk stays full a report every
+    /// `--cursor-interval` would do that ten times a second. Registrations and publishes are
+    /// always tried at once, and carry the rows with them.
+    cursors_wait_until: Option<Instant>,
+    /// The last pause of cursor-only commits: 1 s doubling to 10 s while they fail.
+    cursor_pause: Duration,
     dispatcher: D,
 }
+
+/// The first pause of cursor-only commits after a failed commit.
+const CURSOR_COMMIT_PAUSE_MIN: Duration = Duration::from_secs(1);
+/// The longest pause of cursor-only commits while commits keep failing.
+const CURSOR_COMMIT_PAUSE_MAX: Duration = Duration::from_secs(10);
 
 /// What to do once a batch is durable.
 enum Done {
@@ -378,55 +393,94 @@ enum Done {
 
 impl<D: Dispatcher> Service<D> {
     fn run(&mut self, inbox: &flume::Receiver<Request>) -> Result<(), ServiceError> {
-        while let Ok(first) = inbox.recv() {
-            let mut batch = vec![first];
-            batch.extend(
-                inbox
-                    .try_iter()
-                    .take(self.limits.max_commit_batch.saturating_sub(1)),
-            );
+        // Cursor rows a pause held back: they are committed when the pause ends, even if no
+        // request comes, and at the latest when the service stops.
+        let mut held = false;
+        loop {
+            let first = match self.cursors_wait_until.filter(|_| held) {
+                Some(until) => match inbox.recv_deadline(until) {
+                    Ok(request) => Some(request),
+                    Err(flume::RecvTimeoutError::Timeout) => None,
+                    Err(flume::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match inbox.recv() {
+                    Ok(request) => Some(request),
+                    Err(flume::RecvError::Disconnected) => break,
+                },
+            };
+            let mut batch: Vec<Request> = first.into_iter().collect();
+            let room = self.limits.max_commit_batch.max(1) - batch.len();
+            batch.extend(inbox.try_iter().take(room));
             let done: Vec<Done> = batch
                 .into_iter()
                 .map(|request| self.apply(request))
                 .collect();
-            let dirty = self.registry.take_dirty();
-            let cursors_written = !dirty.cursors.is_empty() || dirty.floor.is_some();
-            let started = Instant::now();
-            let committed = self.store.commit(&dirty);
-            telemetry::commit(done.len(), started.elapsed());
-            drop(dirty);
-            match committed {
-                Ok(()) => {
-                    if self.failed_in_a_row > 0 {
-                        tracing::info!(
-                            failed_in_a_row = self.failed_in_a_row,
-                            "registry commits succeed again"
-                        );
-                        self.failed_in_a_row = 0;
-                    }
-                    if cursors_written {
-                        telemetry::cursor_batch(self.registry.cursor_rows().count());
-                    }
-                    self.log_committed();
-                    let evicted = self.registry.committed();
-                    if evicted > 0 {
-                        tracing::info!(
-                            evicted,
-                            limit = self.limits.registry.max_latest_states,
-                            "latest-state table full: the oldest states were forgotten"
-                        );
-                    }
-                    telemetry::latest_states(self.registry.latest_count(), evicted);
-                    self.finish(done);
-                }
-                Err(error) => {
-                    telemetry::commit_failed();
-                    self.fail(done, Arc::new(error))?;
-                }
+            held = self.cursors_paused(&done);
+            if !held {
+                self.commit(done)?;
             }
-            telemetry::clients_registered(self.registry.client_count());
+        }
+        if held {
+            self.commit(Vec::new())?;
         }
         Ok(())
+    }
+
+    /// Commits what the batch `done` changed and answers it.
+    fn commit(&mut self, done: Vec<Done>) -> Result<(), ServiceError> {
+        let cursors_only = done.iter().all(|item| matches!(item, Done::Cursors));
+        let dirty = self.registry.take_dirty();
+        let cursors_written = !dirty.cursors.is_empty() || dirty.floor.is_some();
+        let started = Instant::now();
+        let committed = self.store.commit(&dirty);
+        telemetry::commit(done.len(), started.elapsed());
+        drop(dirty);
+        match committed {
+            Ok(()) => {
+                if self.failed_in_a_row > 0 {
+                    tracing::info!(
+                        failed_in_a_row = self.failed_in_a_row,
+                        "registry commits succeed again"
+                    );
+                    self.failed_in_a_row = 0;
+                }
+                self.cursor_pause = Duration::ZERO;
+                self.cursors_wait_until = None;
+                if cursors_written {
+                    telemetry::cursor_batch(self.registry.cursor_rows().count());
+                }
+                self.log_committed();
+                let evicted = self.registry.committed();
+                if evicted > 0 {
+                    tracing::info!(
+                        evicted,
+                        limit = self.limits.registry.max_latest_states,
+                        "latest-state table full: the oldest states were forgotten"
+                    );
+                }
+                telemetry::latest_states(self.registry.latest_count(), evicted);
+                self.finish(done);
+            }
+            Err(error) => {
+                telemetry::commit_failed();
+                if cursors_only {
+                    self.cursor_pause = (self.cursor_pause * 2)
+                        .clamp(CURSOR_COMMIT_PAUSE_MIN, CURSOR_COMMIT_PAUSE_MAX);
+                    self.cursors_wait_until = Some(Instant::now() + self.cursor_pause);
+                }
+                self.fail(done, Arc::new(error))?;
+            }
+        }
+        telemetry::clients_registered(self.registry.client_count());
+        Ok(())
+    }
+
+    /// True when `done` holds cursor reports alone and commits are paused for them after such a
+    /// commit failed; the reports were applied, so their rows go with the next commit.
+    fn cursors_paused(&self, done: &[Done]) -> bool {
+        self.cursors_wait_until
+            .is_some_and(|until| Instant::now() < until)
+            && done.iter().all(|item| matches!(item, Done::Cursors))
     }
 
     /// Updates the log's gauges after a commit, and warns about clients whose cursor the
