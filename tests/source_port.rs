@@ -448,7 +448,7 @@ fn the_ocf_agent_passes_source_port_to_crnpd() {
 
 /// A client's one 4-tuple can be held by another connection: after a kill -9 or a crash, the
 /// dead process's connection to a client that had not read its event can live on in the
-/// kernel (the process's io_uring lets its sockets go only when its ring is torn down) until
+/// kernel (most likely held by its io_uring operations until the ring is torn down) until
 /// the client closes it. Here a connection of the test's own holds it, bound like crnpd's.
 /// crnpd's attempts get EADDRNOTAVAIL while it is held: a shortage of its own ports, tried
 /// again within a second, so the event goes out as soon as the 4-tuple is free, not one retry
