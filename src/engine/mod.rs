@@ -51,7 +51,7 @@ pub struct ClientStatus {
     pub id: ClientId,
     /// Deliveries waiting, including one in flight.
     pub queued: usize,
-    /// `ok`, `error: CAUSE`, or `None` before the first attempt.
+    /// `ok`, `error: CAUSE`, `deferred: RESOURCE`, or `None` before the first attempt.
     pub last_delivery: Option<String>,
 }
 
