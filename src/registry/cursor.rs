@@ -37,8 +37,12 @@ pub struct Lagging {
     pub id: ClientId,
     /// The registration the core serves.
     pub generation: u64,
-    /// Its cursor.
-    pub resume: Resume,
+    /// The first event it is still owed; `None` when it owes none below the core's position
+    /// (only latest states are queued): the registry puts it at that position, which for a
+    /// core that has matched no event since a restart is where the recovery left it.
+    pub first_owed: Option<u64>,
+    /// A latest-state replay for it is queued.
+    pub states_pending: bool,
 }
 
 /// One core's account of its clients' cursors.
@@ -233,14 +237,13 @@ impl Cursors {
             if !current(lagging.id, lagging.generation) || old.is_some_and(|row| !covered(row)) {
                 continue;
             }
-            // A cursor only moves forward: a core that has matched no event since it started
-            // cannot say how far its clients got, and reports them from 0.
+            // A cursor only moves forward.
             let from = old.map_or(self.floor, |row| row.resume.from);
             // A row the report creates is the report's own: later reports of this core cover it.
             let row = Row {
                 resume: Resume {
-                    from: lagging.resume.from.max(from),
-                    ..lagging.resume
+                    from: lagging.first_owed.unwrap_or(position).max(from),
+                    states_pending: lagging.states_pending,
                 },
                 sent: old
                     .and_then(|row| row.sent)
@@ -404,10 +407,8 @@ mod tests {
                 .map(|(id, from)| Lagging {
                     id: *id,
                     generation: 1,
-                    resume: Resume {
-                        from: *from,
-                        states_pending: false,
-                    },
+                    first_owed: Some(*from),
+                    states_pending: false,
                 })
                 .collect(),
         }
@@ -432,6 +433,45 @@ mod tests {
         cursors.apply(&report(1, 6, 12, &[]), 2, |_, _| true);
         assert_eq!(cursors.floor(), 12);
         assert_eq!(cursors.rows().count(), 0, "the floor covers it now");
+    }
+
+    /// Found by the simulation (seed 9165249701907808159): after a restart, a core that had
+    /// delivered a client's recovered backlog but matched no event yet, and then queued its
+    /// ADD_EVENTS replay, reported it from 0 for "nothing owed"; the row kept the cursor of
+    /// before the backlog, and the next restart sent the backlog again.
+    #[test]
+    fn a_client_owing_only_latest_states_after_a_restart_is_at_the_recovery_point() {
+        let mut cursors = Cursors::restore(
+            21,
+            29,
+            [(
+                client(1),
+                Resume {
+                    from: 25,
+                    states_pending: false,
+                },
+            )],
+        );
+        cursors.dispatched(client(1), Dispatched { core: 0, stamp: 1 });
+        let report = CursorReport {
+            core: 0,
+            received: 2,
+            position: None,
+            lagging: vec![Lagging {
+                id: client(1),
+                generation: 1,
+                first_owed: None,
+                states_pending: true,
+            }],
+        };
+        cursors.apply(&report, 1, |_, _| true);
+        assert_eq!(
+            cursors.resume(client(1)),
+            Resume {
+                from: 29,
+                states_pending: true
+            }
+        );
     }
 
     #[test]
