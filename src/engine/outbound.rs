@@ -101,20 +101,14 @@ async fn connect_write_close(
     let closed = await_peer_close(&mut stream, &mut buffer).await;
     scratch.give(buffer);
     closed?;
-    close_now(stream);
-    Ok(())
-}
-
-/// Closes a socket whose FIN exchange is over with a plain close(2), here and now.
-///
-/// Once the read of the client's EOF has returned, the stream is the only owner of the
-/// descriptor (a compio operation holds a clone of the handle only until it completes), so
-/// dropping it closes the descriptor at once, exactly once. compio's io_uring close cost an
-/// SQE, a completion and a wake-up of this task per delivery, for a close that cannot wait (no
-/// unsent data, no linger) and whose error, were there one, would not change a delivery the
-/// client's EOF already confirmed.
-fn close_now(stream: compio::net::TcpStream) {
+    // A plain close(2), here and now: once the read of the client's EOF has returned, the
+    // stream is the only owner of the descriptor (a compio operation holds a clone of the
+    // handle only until it completes), so dropping it closes the descriptor at once, exactly
+    // once. compio's io_uring close cost an SQE, a completion and a wake-up of this task per
+    // delivery, for a close that cannot wait (no unsent data, no linger) and whose error, were
+    // there one, would not change a delivery the client's EOF already confirmed.
     drop(stream);
+    Ok(())
 }
 
 /// Writes the event and our FIN, in one segment when the send buffer takes the event whole

@@ -368,6 +368,11 @@ const CURSOR_COMMIT_PAUSE_MIN: Duration = Duration::from_secs(1);
 /// The longest pause of cursor-only commits while commits keep failing.
 const CURSOR_COMMIT_PAUSE_MAX: Duration = Duration::from_secs(10);
 
+/// The pause after another failed cursor-only commit, `last` the one before (zero at first).
+fn next_cursor_pause(last: Duration) -> Duration {
+    (last * 2).clamp(CURSOR_COMMIT_PAUSE_MIN, CURSOR_COMMIT_PAUSE_MAX)
+}
+
 /// What to do once a batch is durable.
 enum Done {
     Register {
@@ -464,8 +469,7 @@ impl<D: Dispatcher> Service<D> {
             Err(error) => {
                 telemetry::commit_failed();
                 if cursors_only {
-                    self.cursor_pause = (self.cursor_pause * 2)
-                        .clamp(CURSOR_COMMIT_PAUSE_MIN, CURSOR_COMMIT_PAUSE_MAX);
+                    self.cursor_pause = next_cursor_pause(self.cursor_pause);
                     self.cursors_wait_until = Some(Instant::now() + self.cursor_pause);
                 }
                 self.fail(done, Arc::new(error))?;
@@ -758,4 +762,21 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_only_commits_pause_1_s_doubling_to_10_s() {
+        let mut pause = Duration::ZERO;
+        let pauses: Vec<u64> = (0..6)
+            .map(|_| {
+                pause = next_cursor_pause(pause);
+                pause.as_secs()
+            })
+            .collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 10, 10]);
+    }
 }
