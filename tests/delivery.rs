@@ -178,30 +178,34 @@ fn registration_delivers_the_latest_event_of_each_type_first() {
 
 #[test]
 fn a_dead_client_is_removed_after_exactly_the_retry_count_while_live_ones_keep_receiving() {
+    // Each of the failing client's attempts waits in its listen backlog until the test resets
+    // it, so the client is looked at between two failures however slow the machine is.
     let crnpd = Crnpd::start(&[
         "--client-retry-count",
         "3",
         "--client-retry-interval",
-        "0.6",
+        "0.3",
         "--client-timeout",
-        "1",
+        "60",
     ]);
     let live = Subscriber::listen(ip(50));
-    let dead_port = dead_port(ip(51));
+    let failing = Gate::listen(ip(51));
     let all = event_type("EC_Cluster", None, &[]);
     assert_eq!(
         crnpd.register(ip(50), &reg("ADD_CLIENT", live.port(), &all)),
         "OK"
     );
     assert_eq!(
-        crnpd.register(ip(51), &reg("ADD_CLIENT", dead_port, &all)),
+        crnpd.register(ip(51), &reg("ADD_CLIENT", failing.port(), &all)),
         "OK"
     );
     crnpd.publish_json(&r_event("x", 0));
     assert!(
         live.next().1.contains("ev_test_seq"),
-        "the live client is not held up by the dead one"
+        "the live client is not held up by the failing one"
     );
+    failing.reset_next();
+    failing.reset_next();
     crnpd.wait_metric("crnp_delivery_attempts_total", &["result=\"error\""], |v| {
         v >= 2.0
     });
@@ -213,8 +217,10 @@ fn a_dead_client_is_removed_after_exactly_the_retry_count_while_live_ones_keep_r
     crnpd.publish_json(&r_event("x", 1));
     assert_eq!(
         pair_value(&live.next().1, "ev_test_seq").as_deref(),
-        Some("1")
+        Some("1"),
+        "the live client is served while the failing one's third attempt waits"
     );
+    failing.reset_next();
     crnpd.wait_metric(
         "crnp_clients_removed_total",
         &["reason=\"unreachable\""],
@@ -235,6 +241,10 @@ fn a_dead_client_is_removed_after_exactly_the_retry_count_while_live_ones_keep_r
     assert_eq!(
         pair_value(&live.next().1, "ev_test_seq").as_deref(),
         Some("2")
+    );
+    assert!(
+        failing.nothing_waiting(),
+        "no attempt toward a removed client"
     );
     assert_eq!(
         crnpd.metric("crnp_delivery_attempts_total", &["result=\"error\""]),

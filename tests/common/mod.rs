@@ -483,6 +483,75 @@ impl Subscriber {
     }
 }
 
+/// A client whose deliveries fail only when the test says so. Each attempt of crnpd's waits,
+/// connected, in the listen backlog until [`Gate::reset_next`] accepts and resets it or
+/// [`Gate::receive_next`] reads it. A test can therefore look at the client between two failures
+/// for as long as it needs, however loaded the machine: nothing is left to crnpd's retry timer
+/// racing the test's polling. Give crnpd a `--client-timeout` longer than the test looks.
+pub struct Gate {
+    listener: TcpListener,
+}
+
+impl Gate {
+    /// Listens on `ip`:(kernel-chosen port) and accepts nothing until told.
+    pub fn listen(ip: IpAddr) -> Gate {
+        Gate {
+            listener: TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind gate"),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().expect("addr").port()
+    }
+
+    /// Waits at most [`WAIT`] for crnpd's next attempt and resets it (SO_LINGER 0), which crnpd
+    /// counts as the client's failure with cause `reset`.
+    pub fn reset_next(&self) {
+        let stream = self.next_attempt();
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+    }
+
+    /// Waits at most [`WAIT`] for crnpd's next attempt and reads it to crnpd's close: a
+    /// delivery.
+    pub fn receive_next(&self) -> String {
+        let mut stream = self.next_attempt();
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).expect("read the delivery");
+        String::from_utf8(bytes).expect("UTF-8 event")
+    }
+
+    /// No attempt is waiting (no waiting).
+    pub fn nothing_waiting(&self) -> bool {
+        !self.ready_within(0)
+    }
+
+    fn next_attempt(&self) -> TcpStream {
+        let waited = i32::try_from(WAIT.as_millis()).expect("WAIT fits poll(2)");
+        assert!(
+            self.ready_within(waited),
+            "crnpd attempts again within {WAIT:?}"
+        );
+        self.listener.accept().expect("accept the attempt").0
+    }
+
+    /// Whether an attempt is ready to accept within `millis`.
+    fn ready_within(&self, millis: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut ready = libc::pollfd {
+            fd: self.listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
+        let rc = unsafe { libc::poll(&mut ready, 1, millis) };
+        assert!(rc >= 0, "poll: {}", std::io::Error::last_os_error());
+        rc == 1
+    }
+}
+
 /// The value of the first VALUE of pair `name` in an SC_EVENT text.
 pub fn pair_value(event: &str, name: &str) -> Option<String> {
     let after = event
