@@ -234,7 +234,7 @@ fn oversized_messages_are_malformed_at_the_limit_and_not_before() {
 
 #[test]
 fn slow_and_silent_connections_are_cut_at_the_read_deadline() {
-    let crnpd = Crnpd::start(&["--client-timeout", "0.3"]);
+    let crnpd = Crnpd::start(&["--client-timeout", "1"]);
     let started = std::time::Instant::now();
     let mut slow = connect_from(ip(14), crnpd.listen);
     std::io::Write::write_all(

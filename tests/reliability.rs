@@ -72,7 +72,7 @@ fn idle_http_connections_cannot_take_the_descriptors_deliveries_need() {
             "--client-retry-interval",
             "0.4",
             "--client-timeout",
-            "1",
+            "5",
         ],
         1024,
     );
