@@ -652,6 +652,22 @@ pub fn mount_small_tmpfs(at: &Path, size: &str) -> Result<Mounted, String> {
 pub struct Sink {
     pub addr: SocketAddr,
     received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    held: std::sync::Arc<Hold>,
+}
+
+/// Whether a [`Sink`] reads deliveries yet: a held sink accepts and then waits, so crnpd's
+/// attempt stays in flight (within `--client-timeout`) and the backlog stays queued.
+#[derive(Default)]
+struct Hold {
+    held: std::sync::Mutex<bool>,
+    released: std::sync::Condvar,
+}
+
+impl Hold {
+    fn wait_released(&self) {
+        let held = self.held.lock().expect("hold");
+        let _released = self.released.wait_while(held, |held| *held).expect("hold");
+    }
 }
 
 impl Sink {
@@ -661,13 +677,35 @@ impl Sink {
     }
 
     pub fn listen_on(addr: SocketAddr, delay: Duration) -> Sink {
+        Sink::start(addr, delay, false)
+    }
+
+    /// Like [`Sink::listen`], but reads nothing until [`Sink::release`]: a test can set things
+    /// up (fill a disk) while the whole backlog is still owed, however long that takes.
+    pub fn held(ip: IpAddr, delay: Duration) -> Sink {
+        Sink::start(SocketAddr::new(ip, 0), delay, true)
+    }
+
+    /// A held sink starts reading.
+    pub fn release(&self) {
+        *self.held.held.lock().expect("hold") = false;
+        self.held.released.notify_all();
+    }
+
+    fn start(addr: SocketAddr, delay: Duration, held: bool) -> Sink {
         let listener = TcpListener::bind(addr).expect("bind sink");
         let addr = listener.local_addr().expect("addr");
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = std::sync::Arc::clone(&received);
+        let hold = std::sync::Arc::new(Hold {
+            held: std::sync::Mutex::new(held),
+            released: std::sync::Condvar::new(),
+        });
+        let holding = std::sync::Arc::clone(&hold);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
+                holding.wait_released();
                 // The slow client's whole behaviour: it takes its time before reading.
                 std::thread::sleep(delay);
                 let _ = stream.set_read_timeout(Some(WAIT));
@@ -680,7 +718,11 @@ impl Sink {
                 log.lock().expect("sink log").push(marker);
             }
         });
-        Sink { addr, received }
+        Sink {
+            addr,
+            received,
+            held: hold,
+        }
     }
 
     pub fn received(&self) -> Vec<String> {
