@@ -25,7 +25,8 @@ struct Export {
 struct ExportedCursor {
     address: String,
     from: u64,
-    states_pending: bool,
+    /// Latest states from this sequence number on are owed again (a replay not confirmed).
+    states_from: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -93,7 +94,7 @@ fn export(contents: StoreContents, log: &[Arc<PublishedEvent>]) -> Export {
         .map(|(id, resume)| ExportedCursor {
             address: id.to_string(),
             from: resume.from,
-            states_pending: resume.states_pending,
+            states_from: resume.states_from,
         })
         .collect();
     cursors.sort_by(|a, b| a.address.cmp(&b.address));

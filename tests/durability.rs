@@ -646,6 +646,56 @@ fn after_kill9_and_restart_clients_whose_cursors_were_written_get_only_new_event
     );
 }
 
+/// The latest states of `names` (r_state, one event each), published in this order.
+fn publish_states(crnpd: &Crnpd, names: &[&str]) {
+    for name in names {
+        publish_ok(
+            crnpd,
+            R_STATE,
+            &[("r_name", name), ("state_list", "ONLINE")],
+        );
+    }
+}
+
+/// The `r_name` of the next delivery the gate lets through.
+fn next_r_name(gate: &Gate) -> String {
+    pair_value(&gate.receive_next(), "r_name").expect("an r_state event")
+}
+
+#[test]
+fn a_clean_stop_during_a_latest_state_replay_resends_only_the_states_not_yet_delivered() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let crnpd = Crnpd::start_in(&data, temp.path(), &[]);
+    publish_states(&crnpd, &["a", "b", "c", "d", "e"]);
+    let client = ip(64);
+    let gate = Gate::listen(client);
+    let class_wide = event_type("EC_Cluster", None, &[]);
+    assert_eq!(
+        crnpd.register(client, &reg("ADD_CLIENT", gate.port(), &class_wide)),
+        "OK"
+    );
+    assert_eq!([next_r_name(&gate), next_r_name(&gate)], ["a", "b"]);
+    // The attempt with c is under way when crnpd is told to stop; the client resets it.
+    gate.await_attempt();
+    signal(crnpd.pid(), libc::SIGTERM);
+    gate.reset_next();
+    assert!(crnpd.wait_exit().success());
+
+    let again = Crnpd::start_in(&data, temp.path(), &[]);
+    assert_eq!(
+        [next_r_name(&gate), next_r_name(&gate), next_r_name(&gate)],
+        ["c", "d", "e"],
+        "the replay goes on where it stopped: a and b were delivered"
+    );
+    publish_states(&again, &["f"]);
+    assert_eq!(
+        next_r_name(&gate),
+        "f",
+        "and nothing else came before new events"
+    );
+}
+
 #[test]
 fn a_standby_takes_over_within_seconds_of_kill9_with_the_same_ports_and_registry() {
     let temp = tempfile::tempdir().expect("tempdir");
@@ -1006,7 +1056,7 @@ fn store_check_and_export_describe_a_stopped_store_as_json() {
     assert_eq!(json["cursor_floor"], 1);
     assert_eq!(
         json["cursors"],
-        serde_json::json!([{"address": "127.0.0.80:8000", "from": 0, "states_pending": false}]),
+        serde_json::json!([{"address": "127.0.0.80:8000", "from": 0, "states_from": null}]),
         "nobody listens at 8000, so its cursor is still before the event; the other client is at the floor"
     );
 }
@@ -1218,6 +1268,97 @@ fn a_store_of_json_records_keeps_every_client_and_changed_ones_are_rewritten_in_
         records,
         BTreeMap::from([(0, b'{'), (1, 1), (6, 1)]),
         "the untouched record stays JSON; the changed and the new one are binary (version 1)"
+    );
+}
+
+/// The cursor tables before and since `states_from` (redb checks the key and value types).
+const CURSORS_WITH_A_FLAG: redb::TableDefinition<u64, (u64, bool)> =
+    redb::TableDefinition::new("cursors");
+const CURSORS_BY_SLOT: redb::TableDefinition<u64, (u64, Option<u64>)> =
+    redb::TableDefinition::new("cursors_by_slot");
+
+/// Rewrites the cursor rows of a stopped store the way the version before `states_from` stored
+/// them: (`from`, latest states pending) in table `cursors`.
+fn rewrite_cursors_with_a_flag(data: &Path) {
+    use redb::ReadableTable;
+    let db = redb::Database::open(data.join("registry.redb")).expect("open the store");
+    let txn = db.begin_write().expect("write transaction");
+    {
+        let rows: Vec<(u64, (u64, Option<u64>))> = txn
+            .open_table(CURSORS_BY_SLOT)
+            .expect("cursors_by_slot")
+            .iter()
+            .expect("iterate")
+            .map(|row| {
+                let (slot, value) = row.expect("row");
+                (slot.value(), value.value())
+            })
+            .collect();
+        assert!(!rows.is_empty(), "a cursor row to move");
+        let mut old = txn.open_table(CURSORS_WITH_A_FLAG).expect("cursors");
+        for (slot, (from, states_from)) in rows {
+            old.insert(slot, (from, states_from.is_some()))
+                .expect("insert cursor");
+        }
+    }
+    txn.delete_table(CURSORS_BY_SLOT)
+        .expect("drop cursors_by_slot");
+    txn.commit().expect("commit");
+}
+
+#[test]
+fn a_store_with_the_earlier_cursor_table_keeps_what_each_client_is_owed() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let data = temp.path().join("data");
+    let crnpd = Crnpd::start_in(&data, temp.path(), &[]);
+    publish_states(&crnpd, &["a", "b"]);
+    // Nobody listens yet: the latest-state replay stays owed, and the stop writes it down.
+    let absent = SocketAddr::new(ip(65), dead_port(ip(65)));
+    assert_eq!(
+        crnpd.register(
+            absent.ip(),
+            &reg("ADD_CLIENT", absent.port(), &r_state("a"))
+        ),
+        "OK"
+    );
+    assert_eq!(
+        crnpd.register(
+            absent.ip(),
+            &reg("ADD_EVENTS", absent.port(), &r_state("b"))
+        ),
+        "OK"
+    );
+    assert!(crnpd.terminate().success());
+    rewrite_cursors_with_a_flag(&data);
+
+    let subscriber = Subscriber::listen_on(absent);
+    let again = Crnpd::start_in(&data, temp.path(), &[]);
+    assert!(
+        again
+            .log()
+            .contains("moved the cursors of the earlier store layout"),
+        "{}",
+        again.log()
+    );
+    let names: Vec<Option<String>> = subscriber
+        .take(2)
+        .iter()
+        .map(|e| pair_value(e, "r_name"))
+        .collect();
+    assert_eq!(
+        names,
+        [Some("a".to_owned()), Some("b".to_owned())],
+        "the pending flag still means every latest state"
+    );
+    assert!(again.terminate().success());
+    let db = redb::Database::open(data.join("registry.redb")).expect("open the store");
+    let txn = redb::ReadableDatabase::begin_read(&db).expect("read transaction");
+    assert!(
+        matches!(
+            txn.open_table(CURSORS_WITH_A_FLAG),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ),
+        "the earlier table is gone"
     );
 }
 

@@ -44,7 +44,9 @@
 //!    time only if it is a latest state (owed by a registration, or a restart's resync) or it
 //!    had received the event before a crash; the recovery after a clean stop delivers no
 //!    event a second time except latest states, which the resync of a client with an
-//!    unconfirmed latest-state run sends for all its types.
+//!    unconfirmed latest-state run may send (from that run's first undelivered state on, which
+//!    `a_latest_state_replay_cut_short_by_a_stop_resumes_at_its_first_undelivered_state`
+//!    pins; this model allows any of the client's types).
 //! 9. **Cores agree with the registry**: once every command has reached its core, the cores
 //!    hold exactly the registry's clients, under its generations.
 //! 10. **The store is consistent**: no cursor row names a client the store does not hold.
@@ -891,9 +893,9 @@ impl Sim {
     fn received(&mut self, id: ClientId, epoch: usize, seq: u64) {
         let ep = &mut self.model.get_mut(&id).expect("modelled").epochs[epoch];
         let again = ep.delivered_set.contains(&seq);
-        // A restart's resync sends the latest states of all the client's types while one
-        // latest-state run of its was unconfirmed (the cursor does not say which states, nor
-        // how far into the run the client got): those may come again, even after a clean stop.
+        // A restart's resync sends the latest states of the client's types from the first
+        // undelivered state of an unconfirmed latest-state run on (the cursor does not say which
+        // types the run covered): those may come again, even after a clean stop.
         let state = ep.replayed.contains(&seq) || ep.courtesy.contains(&seq);
         let allowed = state || ep.received_before_crash.contains(&seq);
         let recovering = matches!(ep.recoveries.last(), Some((_, None, _)));
@@ -1711,9 +1713,9 @@ fn a_core_that_matched_no_event_since_a_restart_reports_cursors_where_the_recove
         registry.resume(second),
         Resume {
             from: 1,
-            states_pending: true
+            states_from: Some(0)
         },
-        "owed nothing from before its registration"
+        "owed nothing from before its registration, and its latest state"
     );
     let again = restored(&mut registry);
     let recovery = Recovery::plan(&again, &log, 0);
@@ -1777,10 +1779,59 @@ fn a_latest_state_run_at_the_head_does_not_hold_the_cursor_back() {
         registry.resume(id),
         Resume {
             from: later.seq,
-            states_pending: true
+            states_from: Some(b.seq)
         },
         "everything owed below the live event, the state of b not confirmed"
     );
+}
+
+/// A stop part-way through a latest-state replay: the cursor keeps where the run got to
+/// (`states_from`, the state in flight included), so the restart sends only the states the
+/// client had not received, not every latest state of its types.
+#[test]
+fn a_latest_state_replay_cut_short_by_a_stop_resumes_at_its_first_undelivered_state() {
+    let now = Instant::now();
+    let id = clients()[0];
+    let mut registry = Registry::new(LIMITS);
+    let log: Vec<Item> = ["a", "b", "c"]
+        .iter()
+        .map(|name| registry.publish(r_event(name, "ONLINE"), now))
+        .collect();
+    let types = ["a", "b", "c"].map(EventType::r_state).to_vec();
+    let change = registry
+        .register(
+            id.ip,
+            &CallbackReg {
+                port: id.port,
+                reg_type: RegType::AddClient,
+                events: types,
+            },
+            0,
+        )
+        .expect("applied");
+    let mut shard = Shard::new(0, POLICY);
+    shard.apply(change);
+    registry.dispatched(id, Dispatched { core: 0, stamp: 1 });
+    let Some(Next::Deliver(item)) = shard.next(id, 0, now) else {
+        panic!("the replay starts");
+    };
+    assert_eq!(item.seq, log[0].seq);
+    shard.finished(id, 0, Ok(()), now);
+    let Some(Next::Deliver(item)) = shard.next(id, 0, now) else {
+        panic!("the replay goes on");
+    };
+    assert_eq!(item.seq, log[1].seq, "b in flight when the core reports");
+    let report = shard.cursor_report().expect("moved");
+    registry.apply_cursor_report(&report, 1);
+    assert_eq!(registry.resume(id).states_from, Some(log[1].seq));
+    let again = restored(&mut registry);
+    let recovery = Recovery::plan(&again, &log, 0);
+    assert_eq!(
+        seqs(&recovery.clients[0].replay),
+        seqs(&log[1..]),
+        "b and c again, not a"
+    );
+    assert!(recovery.clients[0].backlog.is_empty());
 }
 
 /// A client whose one 4-tuple stays busy (EADDRNOTAVAIL after a restart, or a client host

@@ -8,8 +8,9 @@
 //! costs a client one entry however long it is.
 //!
 //! The queue also says where the client's durable cursor stands ([`DeliveryQueue::first_owed`],
-//! [`DeliveryQueue::states_pending`]): live events and recovered log runs are owed by the cursor;
-//! latest-state runs are not, and are redone as a resync if crnpd stops before they are delivered.
+//! [`DeliveryQueue::next_states`]): live events and recovered log runs are owed by the cursor;
+//! latest-state runs are not, and what is left of them is redone as a resync if crnpd stops
+//! before they are delivered.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -154,9 +155,10 @@ impl<T: Clone> DeliveryQueue<T> {
         self.entries.iter().find(|e| e.owed()).map(Entry::first)
     }
 
-    /// True while a latest-state run is queued (in flight included).
-    pub fn states_pending(&self) -> bool {
-        self.entries.iter().any(|e| !e.owed())
+    /// The next item of each latest-state run queued (in flight included). A run is in
+    /// sequence order, so every latest state still to deliver comes at or after one of these.
+    pub fn next_states(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().filter(|e| !e.owed()).map(Entry::first)
     }
 
     /// Items queued, including the one in flight.
@@ -495,12 +497,16 @@ mod tests {
         q.push_replay(Arc::from(vec![3, 7]), Run::States);
         q.push_replay(Arc::from(vec![10, 11]), Run::Log);
         q.push(12, &POLICY).expect("room");
-        assert_eq!((q.first_owed(), q.states_pending()), (Some(&10), true));
-        for expected in [3, 7, 10] {
+        let next_states = |q: &DeliveryQueue<u32>| q.next_states().copied().collect::<Vec<_>>();
+        assert_eq!((q.first_owed(), next_states(&q)), (Some(&10), vec![3]));
+        assert_eq!(q.next(now), Next::Deliver(3));
+        q.succeeded();
+        assert_eq!(next_states(&q), [7], "the run goes on from its next state");
+        for expected in [7, 10] {
             assert_eq!(q.next(now), Next::Deliver(expected));
             q.succeeded();
         }
-        assert_eq!((q.first_owed(), q.states_pending()), (Some(&11), false));
+        assert_eq!((q.first_owed(), next_states(&q)), (Some(&11), vec![]));
         assert_eq!(drain(&mut q, now), [11, 12]);
         assert_eq!(q.first_owed(), None);
     }

@@ -166,7 +166,7 @@ impl Shard {
                 id: *id,
                 generation: client.generation,
                 first_owed: client.queue.first_owed().map(|item| item.seq),
-                states_pending: client.queue.states_pending(),
+                states_from: client.queue.next_states().map(|item| item.seq).min(),
             })
             .collect();
         Some(CursorReport {

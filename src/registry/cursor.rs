@@ -26,8 +26,19 @@ pub struct Resume {
     /// It has received every event it is owed with a sequence number below this one.
     pub from: u64,
     /// A latest-state replay for it was not confirmed delivered: after a restart it gets the
-    /// latest states of its types again.
-    pub states_pending: bool,
+    /// latest states of its types from this sequence number on again. A run is delivered in
+    /// sequence order, so the states below it were received; `None` when none is owed.
+    pub states_from: Option<u64>,
+}
+
+impl Resume {
+    /// A cursor at `from` owing no latest state.
+    pub fn at(from: u64) -> Resume {
+        Resume {
+            from,
+            states_from: None,
+        }
+    }
 }
 
 /// One client behind its core's position, as the core saw it.
@@ -41,8 +52,9 @@ pub struct Lagging {
     /// (only latest states are queued): the registry puts it at that position, which for a
     /// core that has matched no event since a restart is where the recovery left it.
     pub first_owed: Option<u64>,
-    /// A latest-state replay for it is queued.
-    pub states_pending: bool,
+    /// The lowest sequence number among the latest states still queued for it (the next of
+    /// each latest-state run, in flight included); `None` when none is.
+    pub states_from: Option<u64>,
 }
 
 /// One core's account of its clients' cursors.
@@ -133,13 +145,9 @@ impl Cursors {
 
     /// Where `id`'s cursor stands.
     pub(crate) fn resume(&self, id: ClientId) -> Resume {
-        self.rows.get(&id).map_or(
-            Resume {
-                from: self.floor,
-                states_pending: false,
-            },
-            |row| row.resume,
-        )
+        self.rows
+            .get(&id)
+            .map_or(Resume::at(self.floor), |row| row.resume)
     }
 
     /// The lowest cursor of all: log entries below it are owed to nobody.
@@ -158,7 +166,7 @@ impl Cursors {
     /// A new registration of `id` at `from` (the next sequence number): it is owed nothing
     /// before. At the floor with no replay pending it needs no row of its own.
     pub(crate) fn registered(&mut self, id: ClientId, resume: Resume) {
-        if resume.from == self.floor && !resume.states_pending {
+        if resume.from == self.floor && resume.states_from.is_none() {
             self.remove(id);
         } else {
             self.set(id, resume);
@@ -177,11 +185,13 @@ impl Cursors {
         );
     }
 
-    /// A latest-state replay was queued for `id`.
-    pub(crate) fn states_queued(&mut self, id: ClientId) {
+    /// A latest-state replay whose first state is `first` was queued for `id`: it is owed the
+    /// states from there on, besides any still owed from an earlier run.
+    pub(crate) fn states_queued(&mut self, id: ClientId, first: u64) {
+        let old = self.resume(id);
         let resume = Resume {
-            states_pending: true,
-            ..self.resume(id)
+            states_from: Some(old.states_from.map_or(first, |from| from.min(first))),
+            ..old
         };
         self.set(id, resume);
     }
@@ -243,7 +253,7 @@ impl Cursors {
             let row = Row {
                 resume: Resume {
                     from: lagging.first_owed.unwrap_or(position).max(from),
-                    states_pending: lagging.states_pending,
+                    states_from: lagging.states_from,
                 },
                 sent: old
                     .and_then(|row| row.sent)
@@ -261,10 +271,7 @@ impl Cursors {
                 continue;
             }
             let caught_up = Row {
-                resume: Resume {
-                    from: position.map_or(row.resume.from, |p| p.max(row.resume.from)),
-                    states_pending: false,
-                },
+                resume: Resume::at(position.map_or(row.resume.from, |p| p.max(row.resume.from))),
                 lagging: false,
                 ..*row
             };
@@ -290,7 +297,7 @@ impl Cursors {
             .iter()
             .filter(|(_, row)| {
                 !row.lagging
-                    && !row.resume.states_pending
+                    && row.resume.states_from.is_none()
                     && row.resume.from <= floor
                     && row.sent.is_some_and(|sent| {
                         received.get(sent.core).is_some_and(|r| sent.stamp <= *r)
@@ -408,7 +415,7 @@ mod tests {
                     id: *id,
                     generation: 1,
                     first_owed: Some(*from),
-                    states_pending: false,
+                    states_from: None,
                 })
                 .collect(),
         }
@@ -441,17 +448,7 @@ mod tests {
     /// before the backlog, and the next restart sent the backlog again.
     #[test]
     fn a_client_owing_only_latest_states_after_a_restart_is_at_the_recovery_point() {
-        let mut cursors = Cursors::restore(
-            21,
-            29,
-            [(
-                client(1),
-                Resume {
-                    from: 25,
-                    states_pending: false,
-                },
-            )],
-        );
+        let mut cursors = Cursors::restore(21, 29, [(client(1), Resume::at(25))]);
         cursors.dispatched(client(1), Dispatched { core: 0, stamp: 1 });
         let report = CursorReport {
             core: 0,
@@ -461,7 +458,7 @@ mod tests {
                 id: client(1),
                 generation: 1,
                 first_owed: None,
-                states_pending: true,
+                states_from: Some(12),
             }],
         };
         cursors.apply(&report, 1, |_, _| true);
@@ -469,7 +466,7 @@ mod tests {
             cursors.resume(client(1)),
             Resume {
                 from: 29,
-                states_pending: true
+                states_from: Some(12)
             }
         );
     }
@@ -481,14 +478,15 @@ mod tests {
             client(1),
             Resume {
                 from: 20,
-                states_pending: true,
+                states_from: Some(3),
             },
         );
+        let owed = |cursors: &Cursors| cursors.resume(client(1)).states_from;
         cursors.apply(&report(0, 3, 25, &[]), 1, |_, _| true);
-        assert!(cursors.resume(client(1)).states_pending, "not sent yet");
+        assert_eq!(owed(&cursors), Some(3), "not sent yet");
         cursors.dispatched(client(1), Dispatched { core: 0, stamp: 4 });
         cursors.apply(&report(0, 3, 25, &[]), 1, |_, _| true);
-        assert!(cursors.resume(client(1)).states_pending, "not applied yet");
+        assert_eq!(owed(&cursors), Some(3), "not applied yet");
         cursors.apply(&report(0, 4, 25, &[]), 1, |_, _| true);
         assert_eq!(
             cursors.rows().count(),
@@ -499,18 +497,45 @@ mod tests {
     }
 
     #[test]
-    fn a_rollback_restores_rows_and_floor() {
-        let mut cursors = Cursors::restore(
-            5,
-            0,
-            [(
-                client(1),
-                Resume {
-                    from: 3,
-                    states_pending: false,
-                },
-            )],
+    fn states_owed_start_at_the_lowest_outstanding_state_and_follow_the_reports() {
+        let mut cursors = Cursors::restore(0, 0, []);
+        cursors.states_queued(client(1), 7);
+        cursors.states_queued(client(1), 9);
+        assert_eq!(
+            cursors.resume(client(1)).states_from,
+            Some(7),
+            "the lower one"
         );
+        cursors.states_queued(client(1), 4);
+        assert_eq!(cursors.resume(client(1)).states_from, Some(4));
+        cursors.dispatched(client(1), Dispatched { core: 0, stamp: 1 });
+        let lagging = |states_from| CursorReport {
+            core: 0,
+            received: 1,
+            position: Some(10),
+            lagging: vec![Lagging {
+                id: client(1),
+                generation: 1,
+                first_owed: None,
+                states_from,
+            }],
+        };
+        cursors.apply(&lagging(Some(8)), 1, |_, _| true);
+        assert_eq!(
+            cursors.resume(client(1)),
+            Resume {
+                from: 10,
+                states_from: Some(8)
+            },
+            "the core delivered the states below 8"
+        );
+        cursors.apply(&report(0, 1, 10, &[]), 1, |_, _| true);
+        assert_eq!(cursors.rows().count(), 0, "delivered: the floor covers it");
+    }
+
+    #[test]
+    fn a_rollback_restores_rows_and_floor() {
+        let mut cursors = Cursors::restore(5, 0, [(client(1), Resume::at(3))]);
         cursors.take_dirty();
         cursors.committed();
         cursors.apply(&report(0, 1, 9, &[]), 1, |_, _| true);

@@ -63,7 +63,9 @@ impl Recovery {
                     let replay = registry
                         .latest()
                         .filter(|e| {
-                            e.seq < start && (resume.states_pending || e.seq >= resume.from)
+                            e.seq < start
+                                && (resume.states_from.is_some_and(|from| e.seq >= from)
+                                    || e.seq >= resume.from)
                         })
                         .filter(|e| record.types.iter().any(|t| matches(t, &e.event)))
                         .cloned()
@@ -87,7 +89,7 @@ impl Recovery {
                 record: record.clone(),
                 resume: Resume {
                     from: start,
-                    states_pending: !replay.is_empty(),
+                    states_from: replay.first().map(|e| e.seq),
                 },
                 replay,
                 backlog,

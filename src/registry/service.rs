@@ -611,8 +611,8 @@ impl<D: Dispatcher> Service<D> {
             .collect::<Vec<_>>()
             .into();
         let count = matching.len();
-        if count > 0 {
-            self.registry.states_queued(id);
+        if let Some(first) = matching.first() {
+            self.registry.states_queued(id, first.seq);
             let sent = self.dispatcher.client_changed(Change::Requeue {
                 id,
                 events: matching,

@@ -185,7 +185,7 @@ impl Registry {
                     record.id,
                     Resume {
                         from: next_seq,
-                        states_pending: true,
+                        states_from: Some(0),
                     },
                 );
             }
@@ -244,9 +244,9 @@ impl Registry {
         });
     }
 
-    /// A latest-state replay an operator asked for was queued for `id`.
-    pub fn states_queued(&mut self, id: ClientId) {
-        self.cursors.states_queued(id);
+    /// A replay an operator asked for, starting at sequence number `first`, was queued for `id`.
+    pub fn states_queued(&mut self, id: ClientId, first: u64) {
+        self.cursors.states_queued(id, first);
     }
 
     /// Clients whose cursor fell below `oldest`, the first event the log still holds, that were
@@ -309,13 +309,13 @@ impl Registry {
                         id,
                         Resume {
                             from: self.next_seq,
-                            states_pending: !replay.is_empty(),
+                            states_from: replay.first().map(|e| e.seq),
                         },
                     );
-                } else if !replay.is_empty() {
+                } else if let Some(first) = replay.first() {
                     // A replacement keeps its cursor: the core keeps the queued events the new
                     // types still match, and they are owed until delivered.
-                    self.cursors.states_queued(id);
+                    self.cursors.states_queued(id, first.seq);
                 }
                 let record = ClientRecord {
                     id,
@@ -333,8 +333,8 @@ impl Registry {
                 drop(held);
                 self.check_type_count(record.types.len() + added.len())?;
                 let replay = self.latest_for(&added);
-                if !replay.is_empty() {
-                    self.cursors.states_queued(id);
+                if let Some(first) = replay.first() {
+                    self.cursors.states_queued(id, first.seq);
                 }
                 record.types = self.intern(record.types.iter().cloned().chain(added).collect());
                 Ok(self.upsert(record, replay))

@@ -3,10 +3,11 @@
 //! Tables: `clients_by_slot` (registration-order slot -> client record, see
 //! [`super::codec`]), `latest` (state key -> sequence number and the `SC_EVENT` bytes),
 //! `event_log` (sequence number -> `SC_EVENT` bytes, every acknowledged event still retained),
-//! `cursors` (client slot -> where its cursor stands, for clients not at the floor), `meta`
-//! (`next_seq`, `cursor_floor`). Each commit is durable (fsync) before it returns; the service
-//! shares one commit among many writes. A store of the first layout (`clients`, keyed by
-//! address) is moved to `clients_by_slot` when it is opened.
+//! `cursors_by_slot` (client slot -> where its cursor stands, for clients not at the floor),
+//! `meta` (`next_seq`, `cursor_floor`). Each commit is durable (fsync) before it returns; the
+//! service shares one commit among many writes. A store of the first layout (`clients`, keyed by
+//! address) is moved to `clients_by_slot`, and the cursors of the layout before `states_from`
+//! (`cursors`) to `cursors_by_slot`, when it is opened.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,8 +33,12 @@ const LATEST: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("latest
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Every acknowledged event still retained, by sequence number: the `SC_EVENT` bytes.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
-/// Cursors of the clients not at the floor, by client slot: (`from`, latest states pending).
-const CURSORS: TableDefinition<u64, (u64, bool)> = TableDefinition::new("cursors");
+/// Cursors of the clients not at the floor, by client slot: (`from`, `states_from`), see
+/// [`Resume`].
+const CURSORS: TableDefinition<u64, (u64, Option<u64>)> = TableDefinition::new("cursors_by_slot");
+/// The cursors of the layout before `states_from`: (`from`, latest states pending), moved to
+/// [`CURSORS`] on open. A pending flag becomes "every latest state", what it meant.
+const LEGACY_CURSORS: TableDefinition<u64, (u64, bool)> = TableDefinition::new("cursors");
 const NEXT_SEQ: &str = "next_seq";
 const CURSOR_FLOOR: &str = "cursor_floor";
 /// Log entries one commit deletes at most beyond twice what it appends, so that retention
@@ -218,6 +223,9 @@ impl Store {
         if moved > 0 {
             tracing::info!(store = %store.path.display(), clients = moved, "moved the clients of the first store layout to clients_by_slot");
         }
+        if let Some(moved) = store.migrate_legacy_cursors()? {
+            tracing::info!(store = %store.path.display(), cursors = moved, "moved the cursors of the earlier store layout to cursors_by_slot");
+        }
         Ok(store)
     }
 
@@ -367,6 +375,40 @@ impl Store {
         Ok(moved)
     }
 
+    /// Moves the cursor rows of the layout before `states_from` (table `cursors`) into
+    /// `cursors_by_slot` and deletes the old table, in one transaction; returns how many moved,
+    /// `None` when there was no old table. A pending latest-state flag becomes
+    /// `states_from: Some(0)`: every latest state of the client's types, as before.
+    fn migrate_legacy_cursors(&self) -> Result<Option<usize>, StoreError> {
+        let db = self.db()?;
+        match db
+            .begin_read()
+            .map_err(|e| self.io(e))?
+            .open_table(LEGACY_CURSORS)
+        {
+            Ok(_) => {}
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.corrupt(Damage::Redb(e.into()))),
+        }
+        let txn = db.begin_write().map_err(|e| self.io(e))?;
+        let mut moved = 0;
+        {
+            let mut cursors = txn.open_table(CURSORS).map_err(|e| self.io(e))?;
+            let legacy = txn.open_table(LEGACY_CURSORS).map_err(|e| self.io(e))?;
+            for row in legacy.iter().map_err(|e| self.io(e))? {
+                let (slot, value) = row.map_err(|e| self.io(e))?;
+                let (from, states_pending) = value.value();
+                cursors
+                    .insert(slot.value(), (from, states_pending.then_some(0)))
+                    .map_err(|e| self.io(e))?;
+                moved += 1;
+            }
+        }
+        txn.delete_table(LEGACY_CURSORS).map_err(|e| self.io(e))?;
+        txn.commit().map_err(|e| self.io(e))?;
+        Ok(Some(moved))
+    }
+
     /// Reads everything back; events are re-parsed so a damaged record is reported, not skipped.
     pub fn load(&mut self) -> Result<StoreContents, StoreError> {
         let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
@@ -424,20 +466,14 @@ impl Store {
         let mut rows = Vec::new();
         for row in cursor_table.iter().map_err(|e| self.io(e))? {
             let (slot, value) = row.map_err(|e| self.io(e))?;
-            let (from, states_pending) = value.value();
+            let (from, states_from) = value.value();
             let Some(id) = by_slot.get(&slot.value()) else {
                 return Err(self.corrupt(Damage::Record(format!(
                     "cursor of slot {}, which holds no client",
                     slot.value()
                 ))));
             };
-            rows.push((
-                *id,
-                Resume {
-                    from,
-                    states_pending,
-                },
-            ));
+            rows.push((*id, Resume { from, states_from }));
         }
         let log_table = txn.open_table(LOG).map_err(|e| self.io(e))?;
         let mut log = LogStats::default();
@@ -526,7 +562,7 @@ impl Store {
                     match resume {
                         Some(r) => {
                             cursors
-                                .insert(slot, (r.from, r.states_pending))
+                                .insert(slot, (r.from, r.states_from))
                                 .map_err(|e| self.io(e))?;
                         }
                         None => {

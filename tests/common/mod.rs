@@ -114,6 +114,11 @@ impl Crnpd {
         wait_exit(&mut self.child)
     }
 
+    /// Waits (bounded) for the exit status of a crnpd already told to stop.
+    pub fn wait_exit(mut self) -> std::process::ExitStatus {
+        wait_exit(&mut self.child)
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -524,17 +529,19 @@ impl Gate {
         String::from_utf8(bytes).expect("UTF-8 event")
     }
 
+    /// Waits at most [`WAIT`] until crnpd's next attempt is waiting, and leaves it there.
+    pub fn await_attempt(&self) {
+        let waited = i32::try_from(WAIT.as_millis()).expect("WAIT fits poll(2)");
+        assert!(self.ready_within(waited), "crnpd attempts within {WAIT:?}");
+    }
+
     /// No attempt is waiting (no waiting).
     pub fn nothing_waiting(&self) -> bool {
         !self.ready_within(0)
     }
 
     fn next_attempt(&self) -> TcpStream {
-        let waited = i32::try_from(WAIT.as_millis()).expect("WAIT fits poll(2)");
-        assert!(
-            self.ready_within(waited),
-            "crnpd attempts again within {WAIT:?}"
-        );
+        self.await_attempt();
         self.listener.accept().expect("accept the attempt").0
     }
 
