@@ -316,20 +316,31 @@ impl Store {
         txn.commit().map_err(|e| self.io(e))
     }
 
+    /// Whether the file has `table` (an earlier layout's, to be moved).
+    fn holds<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<bool, StoreError> {
+        match self
+            .db()?
+            .begin_read()
+            .map_err(|e| self.io(e))?
+            .open_table(table)
+        {
+            Ok(_) => Ok(true),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(self.corrupt(Damage::Redb(e.into()))),
+        }
+    }
+
     /// Moves the clients of the first layout (table `clients`, keyed by address) into
     /// `clients_by_slot` and deletes the old table, in one transaction; returns how many moved.
     /// A client present in both keeps its `clients_by_slot` record.
     fn migrate_legacy_clients(&self) -> Result<usize, StoreError> {
-        let db = self.db()?;
-        match db
-            .begin_read()
-            .map_err(|e| self.io(e))?
-            .open_table(LEGACY_CLIENTS)
-        {
-            Ok(_) => {}
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(self.corrupt(Damage::Redb(e.into()))),
+        if !self.holds(LEGACY_CLIENTS)? {
+            return Ok(0);
         }
+        let db = self.db()?;
         let txn = db.begin_write().map_err(|e| self.io(e))?;
         let mut moved = 0;
         {
@@ -380,16 +391,10 @@ impl Store {
     /// `None` when there was no old table. A pending latest-state flag becomes
     /// `states_from: Some(0)`: every latest state of the client's types, as before.
     fn migrate_legacy_cursors(&self) -> Result<Option<usize>, StoreError> {
-        let db = self.db()?;
-        match db
-            .begin_read()
-            .map_err(|e| self.io(e))?
-            .open_table(LEGACY_CURSORS)
-        {
-            Ok(_) => {}
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.corrupt(Damage::Redb(e.into()))),
+        if !self.holds(LEGACY_CURSORS)? {
+            return Ok(None);
         }
+        let db = self.db()?;
         let txn = db.begin_write().map_err(|e| self.io(e))?;
         let mut moved = 0;
         {
