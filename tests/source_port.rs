@@ -393,29 +393,16 @@ fn the_ocf_agent_passes_source_port_to_crnpd() {
         format!("{}:{}", ip(1), free()),
         free(),
     );
-    let (data, pidfile, logfile) = (
-        temp.path().join("data"),
-        temp.path().join("crnpd.pid"),
-        temp.path().join("crnpd.log"),
+    let ocf = OcfResource::new(
+        "crnpd_source_port",
+        temp.path(),
+        &[
+            ("listen", &listen),
+            ("http", &http_arg),
+            ("source_port", &source_port.to_string()),
+        ],
     );
-    let source_port_arg = source_port.to_string();
-    let params = [
-        ("binary", crnpd_bin()),
-        ("crnp", env!("CARGO_BIN_EXE_crnp")),
-        ("data_dir", data.to_str().expect("utf8")),
-        ("listen", &listen),
-        ("http", &http_arg),
-        ("source_port", &source_port_arg),
-        ("pidfile", pidfile.to_str().expect("utf8")),
-        ("logfile", logfile.to_str().expect("utf8")),
-    ];
-    let log = || std::fs::read_to_string(&logfile).unwrap_or_default();
-    assert_eq!(
-        ocf_agent("crnpd_source_port", "start", &params),
-        0,
-        "start: {}",
-        log()
-    );
+    ocf.expect("start", 0, "starts");
     let (listen, http_addr): (SocketAddr, SocketAddr) = (
         listen.parse().expect("listen"),
         http_arg.parse().expect("http"),
@@ -437,12 +424,7 @@ fn the_ocf_agent_passes_source_port_to_crnpd() {
     );
     assert_eq!(published.0, 202, "{published:?}");
     let delivered = client.accept_all(1);
-    assert_eq!(
-        ocf_agent("crnpd_source_port", "stop", &params),
-        0,
-        "stop: {}",
-        log()
-    );
+    ocf.expect("stop", 0, "stops");
     assert_eq!(delivered, vec![0], "from the source_port given");
 }
 

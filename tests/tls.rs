@@ -309,60 +309,31 @@ fn the_ocf_agent_starts_crnpd_with_tls_and_monitors_it_over_https() {
     let free = || dead_port(ip(1));
     let listen = format!("127.0.0.1:{}", free());
     let http = format!("127.0.0.1:{}", free());
-    let data = temp.path().join("data");
-    let pidfile = temp.path().join("crnpd.pid");
-    let logfile = temp.path().join("crnpd.log");
-    let params = [
-        ("binary", crnpd_bin()),
-        ("crnp", env!("CARGO_BIN_EXE_crnp")),
-        ("data_dir", data.to_str().expect("utf8")),
-        ("listen", &listen),
-        ("http", &http),
-        ("tls_cert", cert_file.to_str().expect("utf8")),
-        ("tls_key", key_file.to_str().expect("utf8")),
-        ("tls_ca", ca.to_str().expect("utf8")),
-        ("pidfile", pidfile.to_str().expect("utf8")),
-        ("logfile", logfile.to_str().expect("utf8")),
-    ];
-    let log = || std::fs::read_to_string(&logfile).unwrap_or_default();
-    assert_eq!(
-        ocf_agent("crnpd_tls", "start", &params),
-        0,
-        "start: {}",
-        log()
+    let ocf = OcfResource::new(
+        "crnpd_tls",
+        temp.path(),
+        &[
+            ("listen", &listen),
+            ("http", &http),
+            ("tls_cert", cert_file.to_str().expect("utf8")),
+            ("tls_key", key_file.to_str().expect("utf8")),
+            ("tls_ca", ca.to_str().expect("utf8")),
+        ],
     );
-    assert_eq!(
-        ocf_agent("crnpd_tls", "monitor", &params),
-        0,
-        "monitor over HTTPS: {}",
-        log()
-    );
+    ocf.expect("start", 0, "starts");
+    ocf.expect("monitor", 0, "monitor over HTTPS");
     let ready = curl(&[
         "--cacert",
         ca.to_str().expect("utf8"),
         &format!("https://{http}/readyz"),
     ]);
     assert!(ready.status.success(), "{ready:?}");
-    assert_eq!(
-        ocf_agent("crnpd_tls", "stop", &params),
-        0,
-        "stop: {}",
-        log()
-    );
-    assert_eq!(
-        ocf_agent("crnpd_tls", "monitor", &params),
-        7,
-        "not running after stop"
-    );
-    let without_key: Vec<(&str, &str)> = params
-        .iter()
-        .filter(|(name, _)| *name != "tls_key")
-        .copied()
-        .collect();
-    assert_eq!(
-        ocf_agent("crnpd_tls", "start", &without_key),
+    ocf.expect("stop", 0, "stops");
+    ocf.expect("monitor", 7, "not running after stop");
+    ocf.without("tls_key").expect(
+        "start",
         6,
-        "tls_cert without tls_key is a configuration error"
+        "tls_cert without tls_key is a configuration error",
     );
 }
 

@@ -350,18 +350,16 @@ impl Shard {
         let Some(client) = self.clients.get_mut(&id).filter(|c| c.slot == slot) else {
             return Settled::Gone;
         };
-        let shortage = match result {
-            Err(AttemptError::Shortage(shortage)) => Some(shortage),
-            _ => None,
-        };
-        match (client.short_in_a_row, shortage.is_some()) {
-            (0, true) => self.short_clients += 1,
-            (1.., false) => self.short_clients -= 1,
+        let short_now = matches!(result, Err(AttemptError::Shortage(_)));
+        match (client.short_in_a_row > 0, short_now) {
+            (false, true) => self.short_clients += 1,
+            (true, false) => self.short_clients -= 1,
             _ => {}
         }
-        client.short_in_a_row = match shortage {
-            Some(_) => client.short_in_a_row.saturating_add(1),
-            None => 0,
+        client.short_in_a_row = if short_now {
+            client.short_in_a_row.saturating_add(1)
+        } else {
+            0
         };
         match result {
             Ok(()) => {

@@ -373,6 +373,11 @@ fn next_cursor_pause(last: Duration) -> Duration {
     (last * 2).clamp(CURSOR_COMMIT_PAUSE_MIN, CURSOR_COMMIT_PAUSE_MAX)
 }
 
+/// True when a batch holds cursor reports alone (or nothing: a pause that ended).
+fn cursors_alone(done: &[Done]) -> bool {
+    done.iter().all(|item| matches!(item, Done::Cursors))
+}
+
 /// What to do once a batch is durable.
 enum Done {
     Register {
@@ -433,7 +438,7 @@ impl<D: Dispatcher> Service<D> {
 
     /// Commits what the batch `done` changed and answers it.
     fn commit(&mut self, done: Vec<Done>) -> Result<(), ServiceError> {
-        let cursors_only = done.iter().all(|item| matches!(item, Done::Cursors));
+        let cursors_only = cursors_alone(&done);
         let dirty = self.registry.take_dirty();
         let cursors_written = !dirty.cursors.is_empty() || dirty.floor.is_some();
         let started = Instant::now();
@@ -484,7 +489,7 @@ impl<D: Dispatcher> Service<D> {
     fn cursors_paused(&self, done: &[Done]) -> bool {
         self.cursors_wait_until
             .is_some_and(|until| Instant::now() < until)
-            && done.iter().all(|item| matches!(item, Done::Cursors))
+            && cursors_alone(done)
     }
 
     /// Updates the log's gauges after a commit, and warns about clients whose cursor the

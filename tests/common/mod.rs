@@ -595,7 +595,7 @@ pub fn enter_private_netns(sysctls: &[(&str, &str)]) {
 
 /// Runs the OCF agent (tools/pacemaker/crnpd.ocf) as resource `instance`: its `action` with
 /// `params` as its `OCF_RESKEY_*`; returns the exit code.
-pub fn ocf_agent(instance: &str, action: &str, params: &[(&str, &str)]) -> i32 {
+fn ocf_agent(instance: &str, action: &str, params: &[(&str, &str)]) -> i32 {
     let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pacemaker/crnpd.ocf");
     assert!(
         Path::new("/usr/lib/ocf/lib/heartbeat/ocf-shellfuncs").exists(),
@@ -612,6 +612,65 @@ pub fn ocf_agent(instance: &str, action: &str, params: &[(&str, &str)]) -> i32 {
     }
     let output = command.output().expect("run the OCF agent");
     output.status.code().unwrap_or(-1)
+}
+
+/// A crnpd resource the OCF agent runs as Pacemaker would: this build's binaries, a data
+/// directory, pidfile and log under `dir`, and the test's own parameters.
+pub struct OcfResource {
+    instance: String,
+    params: Vec<(String, String)>,
+    logfile: PathBuf,
+}
+
+impl OcfResource {
+    /// Resource `instance` with its files under `dir` and `params` besides.
+    pub fn new(instance: &str, dir: &Path, params: &[(&str, &str)]) -> OcfResource {
+        let path = |name: &str| dir.join(name).to_str().expect("utf8").to_owned();
+        let logfile = dir.join("crnpd.log");
+        let mut all = vec![
+            ("binary".to_owned(), crnpd_bin().to_owned()),
+            ("crnp".to_owned(), env!("CARGO_BIN_EXE_crnp").to_owned()),
+            ("data_dir".to_owned(), path("data")),
+            ("pidfile".to_owned(), path("crnpd.pid")),
+            ("logfile".to_owned(), path("crnpd.log")),
+        ];
+        all.extend(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        OcfResource {
+            instance: instance.to_owned(),
+            params: all,
+            logfile,
+        }
+    }
+
+    /// The same resource without parameter `name`.
+    pub fn without(&self, name: &str) -> OcfResource {
+        OcfResource {
+            instance: self.instance.clone(),
+            params: self
+                .params
+                .iter()
+                .filter(|(key, _)| key != name)
+                .cloned()
+                .collect(),
+            logfile: self.logfile.clone(),
+        }
+    }
+
+    /// Runs `action` and asserts it exits with `code`; a failure shows `what` and crnpd's log.
+    pub fn expect(&self, action: &str, code: i32, what: &str) {
+        let params: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let got = ocf_agent(&self.instance, action, &params);
+        let log = std::fs::read_to_string(&self.logfile).unwrap_or_default();
+        assert_eq!(got, code, "{action}: {what}\n{log}");
+    }
 }
 
 /// A port nobody listens on (bound, read, released).
